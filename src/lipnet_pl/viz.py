@@ -1,0 +1,52 @@
+"""Drawing label maps: palette colouring, overlays, image | ground truth | prediction panels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from lipnet_pl.data.classes import IGNORE_INDEX, LIP_PALETTE
+
+
+def _palette_lut(palette: Sequence[Sequence[int]], ignore_colour=(255, 255, 255)) -> np.ndarray:
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    lut[IGNORE_INDEX] = ignore_colour
+    return lut
+
+
+def colorize(label, palette: Sequence[Sequence[int]] = LIP_PALETTE) -> np.ndarray:
+    """Class-id map (HxW, numpy or tensor) -> HxWx3 uint8 RGB; ignore (255) is white."""
+    if isinstance(label, torch.Tensor):
+        label = label.detach().cpu().numpy()
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"colorize expects an HxW label map, got shape {label.shape}")
+    return _palette_lut(palette)[label.astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, label, palette=LIP_PALETTE, alpha: float = 0.5) -> np.ndarray:
+    """Blend the coloured label over an HxWx3 uint8 image; background (0) stays the image."""
+    image = np.asarray(image)
+    colours = colorize(label, palette).astype(np.float32)
+    if image.shape[:2] != colours.shape[:2]:
+        raise ValueError(f"overlay: image {image.shape[:2]} and label {colours.shape[:2]} differ")
+    lab = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+    fg = ((lab != 0) & (lab != IGNORE_INDEX))[..., None]
+    out = np.where(fg, (1 - alpha) * image.astype(np.float32) + alpha * colours, image)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
+    """3xHxW normalised float tensor -> HxWx3 uint8."""
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    img = (image * s + m).clamp(0, 1).mul(255).round().byte()
+    return img.permute(1, 2, 0).cpu().numpy()
+
+
+def panel(image: np.ndarray, target, prediction, palette=LIP_PALETTE) -> np.ndarray:
+    """image | ground truth | prediction side by side (all HxW of the image)."""
+    return np.concatenate([np.asarray(image), colorize(target, palette), colorize(prediction, palette)], axis=1)
