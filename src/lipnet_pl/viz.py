@@ -50,3 +50,23 @@ def denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
 def panel(image: np.ndarray, target, prediction, palette=LIP_PALETTE) -> np.ndarray:
     """image | ground truth | prediction side by side (all HxW of the image)."""
     return np.concatenate([np.asarray(image), colorize(target, palette), colorize(prediction, palette)], axis=1)
+
+
+def legend(class_ids, classes=None, swatch: int = 16, row_height: int = 20, width: int = 180) -> np.ndarray:
+    """HxWx3 uint8 image listing ``class_ids`` (e.g. those present in a prediction): a palette
+    swatch and the class name per row, so a colour mask can be read without the palette table."""
+    from PIL import Image, ImageDraw
+
+    from lipnet_pl.data.classes import ClassInfo
+
+    classes = classes or ClassInfo()
+    ids = [int(c) for c in class_ids if 0 <= int(c) < classes.num_classes]
+    img = Image.new("RGB", (width, max(1, len(ids)) * row_height + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    if not ids:
+        draw.text((4, 4), "(no classes)", fill=(0, 0, 0))
+    for row, c in enumerate(ids):
+        y = 2 + row * row_height
+        draw.rectangle([4, y, 4 + swatch, y + swatch], fill=tuple(classes.palette[c]), outline=(0, 0, 0))
+        draw.text((8 + swatch, y + 2), f"{c:2d} {classes.names[c]}", fill=(0, 0, 0))
+    return np.asarray(img)

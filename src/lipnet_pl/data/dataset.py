@@ -1,0 +1,170 @@
+"""Decoding LIP files (any image mode -> RGB, 8-bit or palette labels -> class ids) and the Dataset.
+
+A sample is a dict ``{"image": tv_tensors.Image uint8 [3,H,W], "mask": tv_tensors.Mask uint8
+[H,W] (labelled splits), "orig_size": (H, W), "id": str}`` before the split's transform.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from lipnet_pl.data.layout import SplitFiles
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+class DataFileError(ValueError):
+    """A LIP file that cannot be used; ``paths`` names the offending file(s)."""
+
+    def __init__(self, message: str, *paths: Path):
+        super().__init__(message)
+        self.paths = tuple(Path(p) for p in paths)
+
+
+def _pil_to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; 16-bit and 32-bit greyscale are scaled to 8 bits first."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        arr = (np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size else 0.0
+        scale = 255.0 / top if top > 255 else 1.0
+        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def decode_image(path: str | Path) -> torch.Tensor:
+    """Read an image of any mode as uint8 RGB ``[3,H,W]``; errors name the file.
+
+    JPEGs go through torchvision's libjpeg-turbo decoder (fast, handles greyscale and CMYK);
+    anything else, or a JPEG it rejects, through PIL.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataFileError(f"cannot read image {path}: {err}", path) from err
+    if data[:3] == _JPEG_MAGIC:
+        try:
+            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        except RuntimeError:
+            pass  # fall back to PIL, which reads more JPEG variants
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = _pil_to_rgb(img)
+    except Exception as err:  # PIL raises many types for truncated/corrupt files
+        raise DataFileError(f"cannot decode image {path}: {err}", path) from err
+    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+
+
+def decode_label(path: str | Path) -> torch.Tensor:
+    """Read a label PNG (8-bit greyscale, or palette whose indices ARE the class ids) as uint8 [H,W]."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode in ("L", "P"):
+                arr = np.array(img, dtype=np.uint8)
+            elif mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+                wide = np.asarray(img)
+                if wide.size and (wide.min() < 0 or wide.max() > 255):
+                    raise DataFileError(
+                        f"label {path} has values outside 0..255 (mode {mode}): labels must be class "
+                        "ids 0..num_classes-1 with 255 = ignore",
+                        path,
+                    )
+                arr = wide.astype(np.uint8)
+            else:
+                raise DataFileError(
+                    f"label {path} is a {mode} image: expected a single-channel 8-bit or palette PNG "
+                    "of class ids (convert colour-coded labels to ids first)",
+                    path,
+                )
+    except DataFileError:
+        raise
+    except Exception as err:
+        raise DataFileError(f"cannot decode label {path}: {err}", path) from err
+    return torch.from_numpy(arr)
+
+
+class LIPDataset(Dataset):
+    """One split of a LIP-format root; ``transform`` maps the sample dict (see module docstring).
+
+    With ``skip_bad=True`` an unreadable or mismatched sample is replaced by the next good one,
+    with a warning naming the file; ``num_skipped`` counts them (per process: each DataLoader
+    worker keeps its own count). Otherwise the error is raised.
+    """
+
+    def __init__(
+        self,
+        files: SplitFiles,
+        transform: Callable[[dict], dict] | None = None,
+        with_labels: bool | None = None,
+        skip_bad: bool = False,
+    ):
+        self.files = files
+        self.transform = transform
+        self.with_labels = files.labelled if with_labels is None else with_labels
+        if self.with_labels and not files.labelled:
+            raise ValueError(f"split {files.split!r} has no labels (image folder {files.image_dir})")
+        self.skip_bad = skip_bad
+        self.num_skipped = 0
+        self.bad_files: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.files.ids)
+
+    def load(self, index: int) -> dict:
+        """Decode sample ``index`` without transform; raises DataFileError naming the file(s)."""
+        sample_id = self.files.ids[index]
+        image_path = self.files.image_path(sample_id)
+        if not image_path.is_file():
+            raise DataFileError(f"missing image {image_path} (id {sample_id!r})", image_path)
+        image = decode_image(image_path)
+        sample = {"image": tv_tensors.Image(image), "orig_size": tuple(image.shape[-2:]), "id": sample_id}
+        if self.with_labels:
+            label_path = self.files.label_path(sample_id)
+            if not label_path.is_file():
+                raise DataFileError(f"missing label {label_path} for image {image_path}", label_path)
+            mask = decode_label(label_path)
+            if tuple(mask.shape) != tuple(image.shape[-2:]):
+                raise DataFileError(
+                    f"size mismatch: image {image_path} is {image.shape[-1]}x{image.shape[-2]} (WxH) "
+                    f"but label {label_path} is {mask.shape[-1]}x{mask.shape[-2]}",
+                    image_path,
+                    label_path,
+                )
+            sample["mask"] = tv_tensors.Mask(mask)
+        return sample
+
+    def __getitem__(self, index: int) -> dict:
+        for attempt in range(len(self)):
+            i = (index + attempt) % len(self)
+            try:
+                sample = self.load(i)
+            except DataFileError as err:
+                if not self.skip_bad:
+                    raise
+                self.num_skipped += 1
+                self.bad_files.extend(str(p) for p in err.paths)
+                warnings.warn(f"skipping bad sample (skip_bad=True): {err}", stacklevel=2)
+                continue
+            return self.transform(sample) if self.transform is not None else sample
+        raise DataFileError(f"every sample of split {self.files.split!r} is unreadable", self.files.image_dir)

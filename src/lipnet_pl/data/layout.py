@@ -1,0 +1,156 @@
+"""Find the LIP folders and id lists under a root, whatever layout the user unzipped into.
+
+Accepted (searched a few levels deep, shallowest match wins):
+
+* official: ``TrainVal_images/{train_images,val_images,train_id.txt,val_id.txt}``,
+  ``TrainVal_parsing_annotations/{train,val}_segmentations``,
+  ``Testing_images/{testing_images,test_id.txt}``
+* doubly nested: the same with every top folder repeated (``TrainVal_images/TrainVal_images/...``)
+* flat: ``<root>/{train_images,train_segmentations,val_images,val_segmentations,testing_images,
+  train_id.txt,val_id.txt,test_id.txt}``
+
+Ids come from the id files, or from the image file names when an id file is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+IMAGE_DIRS = {"train": ("train_images",), "val": ("val_images",), "test": ("testing_images", "test_images")}
+LABEL_DIRS = {"train": ("train_segmentations",), "val": ("val_segmentations",), "test": ()}
+ID_FILES = {"train": "train_id.txt", "val": "val_id.txt", "test": "test_id.txt"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+LABEL_SUFFIXES = (".png",)
+MAX_DEPTH = 3
+README_HINT = (
+    "see data/README.md for how to get LIP (no automatic download), or run `make demo` / "
+    "train with `data=synthetic` to generate a small synthetic LIP-format set"
+)
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """Where one split lives: its image folder, label folder (None for test) and ordered ids."""
+
+    split: str
+    image_dir: Path
+    label_dir: Path | None
+    ids: tuple[str, ...]
+    image_files: dict[str, str]
+    label_files: dict[str, str]
+
+    @property
+    def labelled(self) -> bool:
+        return self.label_dir is not None
+
+    def image_path(self, sample_id: str) -> Path:
+        """Path of the image for ``sample_id`` (``<id>.jpg`` unless another suffix exists)."""
+        return self.image_dir / self.image_files.get(sample_id, sample_id + ".jpg")
+
+    def label_path(self, sample_id: str) -> Path:
+        if self.label_dir is None:
+            raise ValueError(f"split {self.split!r} has no labels (image folder {self.image_dir})")
+        return self.label_dir / self.label_files.get(sample_id, sample_id + ".png")
+
+
+def _walk(root: Path, max_depth: int = MAX_DEPTH):
+    """Yield (dirpath, dirnames, filenames) breadth-first down to ``max_depth`` levels below root."""
+    frontier = [root]
+    for _ in range(max_depth + 1):
+        nxt = []
+        for d in frontier:
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "__")))
+            files = sorted(e.name for e in entries if e.is_file())
+            yield d, dirs, files
+            nxt.extend(d / n for n in dirs)
+        frontier = nxt
+
+
+def _index(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Shallowest directory and file of each name under root (depth-limited)."""
+    dirs: dict[str, Path] = {}
+    files: dict[str, Path] = {}
+    wanted_dirs = {n for names in (*IMAGE_DIRS.values(), *LABEL_DIRS.values()) for n in names}
+    wanted_files = set(ID_FILES.values())
+    for d, dirnames, filenames in _walk(root):
+        for n in dirnames:
+            if n in wanted_dirs and n not in dirs:
+                dirs[n] = d / n
+        for n in filenames:
+            if n in wanted_files and n not in files:
+                files[n] = d / n
+    return dirs, files
+
+
+def _stem_map(folder: Path, suffixes: tuple[str, ...]) -> dict[str, str]:
+    """``{stem: file name}`` of files with one of ``suffixes`` (one scandir, cheap for 30k files)."""
+    out: dict[str, str] = {}
+    with os.scandir(folder) as it:
+        for e in it:
+            stem, suffix = os.path.splitext(e.name)
+            if suffix.lower() in suffixes and not e.name.startswith(".") and stem not in out:
+                out[stem] = e.name
+    return out
+
+
+def read_id_file(path: Path) -> list[str]:
+    """Ids, one per line; blank lines skipped, a trailing image suffix or folder prefix removed."""
+    ids = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        token = line.split()[0]
+        stem, suffix = os.path.splitext(os.path.basename(token))
+        ids.append(stem if suffix.lower() in IMAGE_SUFFIXES + LABEL_SUFFIXES else os.path.basename(token))
+    return ids
+
+
+def find_split(root: str | Path, split: str) -> SplitFiles | None:
+    """The files of ``split`` under ``root`` or None when its image folder is absent."""
+    return find_layout(root).get(split)
+
+
+def find_layout(root: str | Path, use_id_files: bool = True) -> dict[str, SplitFiles]:
+    """Locate every split present under ``root``.
+
+    Raises FileNotFoundError (naming ``data.root`` and the README) when root is missing or holds
+    no LIP image folder, and ValueError when a labelled split has images but no label folder.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"LIP root {root} (config key data.root) does not exist: point data.root at your LIP "
+            f"copy; {README_HINT}"
+        )
+    dirs, files = _index(root)
+    out: dict[str, SplitFiles] = {}
+    for split in SPLITS:
+        image_dir = next((dirs[n] for n in IMAGE_DIRS[split] if n in dirs), None)
+        if image_dir is None:
+            continue
+        label_dir = next((dirs[n] for n in LABEL_DIRS[split] if n in dirs), None)
+        if LABEL_DIRS[split] and label_dir is None:
+            raise ValueError(
+                f"LIP root {root}: found {image_dir} but no {LABEL_DIRS[split][0]}/ folder for the "
+                f"{split} labels (unzip TrainVal_parsing_annotations.zip and the zip nested inside "
+                "it, or run `python -m lipnet_pl.data prepare ZIP_DIR OUT`)"
+            )
+        image_files = _stem_map(image_dir, IMAGE_SUFFIXES)
+        label_files = _stem_map(label_dir, LABEL_SUFFIXES) if label_dir else {}
+        id_file = files.get(ID_FILES[split]) if use_id_files else None
+        ids = read_id_file(id_file) if id_file else sorted(image_files)
+        out[split] = SplitFiles(split, image_dir, label_dir, tuple(ids), image_files, label_files)
+    if not out or not any(out[s].ids for s in out):
+        raise FileNotFoundError(
+            f"LIP root {root} (config key data.root) holds no LIP images (looked {MAX_DEPTH} levels "
+            f"deep for train_images/, val_images/, testing_images/); {README_HINT}"
+        )
+    return out

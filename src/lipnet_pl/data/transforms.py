@@ -1,0 +1,267 @@
+"""Joint image/label transforms built on torchvision.transforms.v2 (tv_tensors.Image / Mask).
+
+Train (``TrainTransform``), in this order:
+
+1. ``RandomScaleRotateCrop``: random scale (relative to ``crop_size`` by default), random offset
+   (crop, or pad with image 0 / label 255), rotation +-``rotation`` degrees with probability
+   ``rotation_p``; ONE affine warp from the decoded uint8 image straight to ``crop_size``;
+2. ``RandomHorizontalFlipSwap``: mirror with probability ``flip_p`` AND swap the left/right label
+   values with ``ClassInfo.flip_permutation`` (a mirrored left arm is a right arm);
+3. ``JitterNormalize``: brightness/contrast/saturation jitter fused with ``ToDtype`` + ``Normalize``
+   into one 3x3 colour matrix (no hue: it is the slow one); label -> int64.
+
+Masks are always resampled with nearest neighbour, never interpolated.
+Validation/test (``EvalTransform``): the image is resized (stretched) to ``crop_size`` for the
+network, the label stays at its ORIGINAL size for the metric; ``collate_eval`` batches them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2._utils import query_size
+
+from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD
+from lipnet_pl.data.classes import IGNORE_INDEX
+
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
+
+
+def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{name} must be an int or [height, width] of positive ints, got {size}")
+    return size  # type: ignore[return-value]
+
+
+class RandomScaleRotateCrop(v2.Transform):
+    """Random scale, rotation and crop/pad to ``crop_size`` as ONE affine warp (one grid_sample).
+
+    Scale ``s ~ U(scale_range)`` is relative to ``crop_size`` (``fit="stretch"``: the stretched
+    view the network gets at validation, so persons have the same size on average) or to the
+    original size (``fit="keep"``, PSPNet-style). The scaled image is placed at a random offset
+    (cropped when larger than ``crop_size``, padded when smaller), then rotated by
+    ``U(-rotation, rotation)`` degrees about the crop centre with probability ``rotation_p``.
+    Outside the image: 0 for the image, ``ignore_index`` for the mask. Images are sampled
+    bilinearly and come out float in [0, 1]; masks with nearest neighbour and stay uint8.
+    Equivalent to ``RandomResize`` + ``RandomCrop(pad_if_needed)`` + ``RandomRotation`` but about
+    3x faster: the warp runs once at the output size instead of three resamplings.
+    """
+
+    def __init__(
+        self,
+        crop_size: Sequence[int],
+        scale_range: Sequence[float] = (0.75, 1.25),
+        rotation: float = 30.0,
+        rotation_p: float = 0.6,
+        fit: str = "stretch",
+        ignore_index: int = IGNORE_INDEX,
+    ):
+        super().__init__()
+        self.crop_size = _pair(crop_size, "crop_size")
+        lo, hi = (float(s) for s in scale_range)
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+        if fit not in ("stretch", "keep"):
+            raise ValueError(f"fit must be 'stretch' or 'keep', got {fit!r}")
+        if not 0 <= float(rotation_p) <= 1 or float(rotation) < 0:
+            raise ValueError(f"need rotation >= 0 and 0 <= rotation_p <= 1, got {rotation}, {rotation_p}")
+        self.scale_range, self.fit = (lo, hi), fit
+        self.rotation, self.rotation_p = float(rotation), float(rotation_p)
+        self.ignore_index = int(ignore_index)
+        ch, cw = self.crop_size
+        self._u = torch.arange(cw, dtype=torch.float32).add_(0.5).view(1, cw, 1)  # output pixel centres
+        self._v = torch.arange(ch, dtype=torch.float32).add_(0.5).view(ch, 1, 1)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = query_size(flat_inputs)
+        ch, cw = self.crop_size
+        s = float(torch.empty(()).uniform_(*self.scale_range))
+        sh, sw = (s * ch, s * cw) if self.fit == "stretch" else (s * h, s * w)
+        ox = float(torch.empty(()).uniform_(min(0.0, cw - sw), max(0.0, cw - sw) + 1e-9))
+        oy = float(torch.empty(()).uniform_(min(0.0, ch - sh), max(0.0, ch - sh) + 1e-9))
+        angle = 0.0
+        if self.rotation > 0 and float(torch.rand(())) < self.rotation_p:
+            angle = float(torch.empty(()).uniform_(-self.rotation, self.rotation))
+        # output pixel p -> unrotated canvas q = R(-angle)(p - c) + c -> input x = (q - o) * size / scaled
+        a = math.radians(angle)
+        cos, sin = math.cos(a), math.sin(a)
+        cx, cy = cw / 2, ch / 2
+        kx, ky = w / sw, h / sh
+        # normalised input coordinate (align_corners=False): n = 2 * x / size - 1
+        m00, m01 = cos * kx * 2 / w, sin * kx * 2 / w
+        m10, m11 = -sin * ky * 2 / h, cos * ky * 2 / h
+        m02 = (cx - cos * cx - sin * cy - ox) * kx * 2 / w - 1
+        m12 = (cy + sin * cx - cos * cy - oy) * ky * 2 / h - 1
+        col_u, col_v, col_1 = torch.tensor([[m00, m10], [m01, m11], [m02, m12]])
+        grid = (self._u * col_u + (self._v * col_v + col_1)).unsqueeze(0)  # [1, ch, cw, (x, y)]
+        return {"grid": grid, "angle": angle, "scale": s, "offset": (ox, oy)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        grid = params["grid"]
+        if isinstance(inpt, tv_tensors.Mask):
+            m = inpt.as_subclass(torch.Tensor)
+            x = (m.float() - self.ignore_index).view(1, 1, *m.shape[-2:])
+            y = torch.nn.functional.grid_sample(x, grid, mode="nearest", align_corners=False)
+            out = y.add_(self.ignore_index).round_().to(m.dtype).view(*m.shape[:-2], *grid.shape[1:3])
+            return tv_tensors.wrap(out, like=inpt)
+        if isinstance(inpt, tv_tensors.Image):
+            img = inpt.as_subclass(torch.Tensor)
+            x = img.float()
+            if img.dtype == torch.uint8:
+                x = x.mul_(1 / 255)
+            x = x.unsqueeze(0).contiguous(memory_format=torch.channels_last)
+            y = torch.nn.functional.grid_sample(x, grid, mode="bilinear", align_corners=False)
+            return tv_tensors.Image(y[0].clamp_(0, 1).contiguous())
+        return inpt
+
+
+class RandomHorizontalFlipSwap(v2.RandomHorizontalFlip):
+    """Horizontal flip that also swaps left/right class ids of masks (``perm[c]`` = mirrored class)."""
+
+    def __init__(self, flip_permutation: Sequence[int], p: float = 0.5):
+        super().__init__(p=p)
+        lut = torch.arange(256, dtype=torch.int64)
+        lut[: len(flip_permutation)] = torch.as_tensor(list(flip_permutation), dtype=torch.int64)
+        self.lut = lut
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        out = super().transform(inpt, params)
+        if isinstance(out, tv_tensors.Mask):
+            swapped = self.lut.to(out.dtype)[out.as_subclass(torch.Tensor).long()]
+            out = tv_tensors.wrap(swapped, like=out)
+        return out
+
+
+class JitterNormalize(v2.Transform):
+    """Colour jitter + uint8->float + mean/std normalisation as ONE 3x3 matrix per image.
+
+    Same maths as ``v2.ColorJitter(brightness, contrast, saturation, hue=0)`` (fixed order,
+    clamped once at the end instead of after each step) followed by ``v2.ToDtype(float32,
+    scale=True)`` and ``v2.Normalize(mean, std)``, about 4x faster. Masks become int64.
+    """
+
+    def __init__(
+        self,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
+        super().__init__()
+        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            if not 0 <= float(value) < 1:
+                raise ValueError(f"color jitter {name} must be in [0, 1), got {value}")
+        self.jitter = (float(brightness), float(contrast), float(saturation))
+        self.mean = torch.tensor([float(m) for m in mean]).view(3, 1)
+        self.std = torch.tensor([float(s) for s in std]).view(3, 1)
+        if self.mean.numel() != 3 or self.std.numel() != 3 or (self.std <= 0).any():
+            raise ValueError(f"mean/std must be 3 values each (std > 0), got mean={list(mean)} std={list(std)}")
+        self.gray = torch.tensor(GRAY_WEIGHTS).view(1, 3)
+        self.lo = (-self.mean / self.std).flatten().tolist()
+        self.hi = ((1 - self.mean) / self.std).flatten().tolist()
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        b, c, s = (float(torch.empty(()).uniform_(1 - j, 1 + j)) if j > 0 else 1.0 for j in self.jitter)
+        return {"brightness": b, "contrast": c, "saturation": s}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return tv_tensors.wrap(inpt.as_subclass(torch.Tensor).long(), like=inpt)
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        img = inpt.as_subclass(torch.Tensor)
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"JitterNormalize expects an RGB image [3,H,W], got shape {list(img.shape)}")
+        x = img.reshape(3, -1).float()
+        if img.dtype == torch.uint8:
+            x = x.mul_(1 / 255)
+        b, c, s = params["brightness"], params["contrast"], params["saturation"]
+        sat = s * torch.eye(3) + (1 - s) * self.gray.expand(3, 3)  # rows sum to 1
+        matrix = (c * b) * sat / self.std
+        offset = torch.zeros(3, 1)
+        if c != 1.0:
+            mean_gray = float(self.gray @ x.mean(dim=1, keepdim=True))
+            offset += (1 - c) * b * mean_gray
+        offset = (offset - self.mean) / self.std
+        y = torch.addmm(offset, matrix, x)
+        for c in range(3):  # clamp to the normalised image of [0, 1]
+            y[c].clamp_(self.lo[c], self.hi[c])
+        return tv_tensors.Image(y.view(img.shape))
+
+
+class TrainTransform:
+    """Joint train augmentation on a sample dict ``{"image", "mask", "id", ...}`` (see module doc)."""
+
+    def __init__(
+        self,
+        crop_size: Sequence[int] = (473, 473),
+        flip_permutation: Sequence[int] = tuple(range(20)),
+        scale_range: Sequence[float] = (0.75, 1.25),
+        rotation: float = 30.0,
+        rotation_p: float = 0.6,
+        flip_p: float = 0.5,
+        brightness: float = 0.3,
+        contrast: float = 0.3,
+        saturation: float = 0.3,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        fit: str = "stretch",
+        ignore_index: int = IGNORE_INDEX,
+    ):
+        steps: list[v2.Transform] = [
+            RandomScaleRotateCrop(crop_size, scale_range, rotation, rotation_p, fit, ignore_index)
+        ]
+        if flip_p > 0:
+            steps.append(RandomHorizontalFlipSwap(flip_permutation, p=float(flip_p)))
+        steps.append(JitterNormalize(brightness, contrast, saturation, mean, std))
+        self.pipeline = v2.Compose(steps)
+
+    def __call__(self, sample: dict) -> dict:
+        out = self.pipeline({"image": sample["image"], "mask": sample["mask"]})
+        return {
+            "image": out["image"].as_subclass(torch.Tensor),
+            "mask": out["mask"].as_subclass(torch.Tensor),
+            "id": sample["id"],
+        }
+
+
+class EvalTransform:
+    """Resize (stretch) the image to ``crop_size`` and normalise; the label keeps its original size."""
+
+    def __init__(
+        self,
+        crop_size: Sequence[int] = (473, 473),
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
+        self.resize = v2.Resize(_pair(crop_size, "crop_size"), antialias=True)
+        self.normalize = JitterNormalize(mean=mean, std=std)
+
+    def __call__(self, sample: dict) -> dict:
+        image = self.normalize(self.resize(sample["image"]))
+        out = {"image": image.as_subclass(torch.Tensor), "orig_size": sample["orig_size"], "id": sample["id"]}
+        if "mask" in sample:
+            out["mask"] = sample["mask"].as_subclass(torch.Tensor).long()
+        return out
+
+
+def collate_eval(batch: list[dict]) -> dict:
+    """Stack images; keep original-size masks as a list; ``orig_size`` long [B,2]; ids as a list."""
+    out = {
+        "image": torch.stack([b["image"] for b in batch]),
+        "orig_size": torch.tensor([list(b["orig_size"]) for b in batch], dtype=torch.long),
+        "id": [b["id"] for b in batch],
+    }
+    if batch and "mask" in batch[0]:
+        out["mask"] = [b["mask"] for b in batch]
+    return out

@@ -1,0 +1,84 @@
+"""``python -m lipnet_pl.models NAME``: parameters, GFLOPs, output stride (and LIP-Net's stage table).
+
+Example: ``python -m lipnet_pl.models lipnet --size 473`` or
+``python -m lipnet_pl.models deeplabv3plus --encoder mobilenet_v2 --size 473 513``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from lipnet_pl.models import MODEL_NAMES, LIPNet, build_model
+from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_module
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lipnet_pl.models",
+        description="Print a model's parameters, GFLOPs and output stride (LIP-Net: per-stage table).",
+    )
+    p.add_argument("name", help=f"model name, one of {', '.join(MODEL_NAMES)}")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=[473],
+        metavar="N",
+        help="input size: one value (square) or H W (default 473)",
+    )
+    p.add_argument("--num-classes", type=int, default=20, help="output classes (default 20, LIP)")
+    p.add_argument(
+        "--encoder",
+        default="resnet18",
+        help="smp peers only: encoder name, e.g. resnet18, mobilenet_v2, tu-mobilenetv3_small_100",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    if len(args.size) not in (1, 2) or min(args.size) < 1:
+        err.print(
+            f"[red]error:[/] --size takes one or two positive integers (H [W]), got {args.size}"
+        )
+        return 2
+    height, width = args.size[0], args.size[-1]
+    kwargs = {} if args.name.lower() == "lipnet" else {"encoder_name": args.encoder}
+    try:
+        model = build_model(args.name, num_classes=args.num_classes, **kwargs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model.eval()
+    params = count_parameters(model)
+    gflops = count_gflops(model, height, width)
+    label = args.name if not kwargs else f"{args.name} ({args.encoder})"
+    console.print(f"model          {label}")
+    console.print(f"parameters     {params / 1e6:.3f} M ({params:,})")
+    console.print(f"GFLOPs         {gflops:.2f} at 1x3x{height}x{width} (multiply-add = 2 FLOPs)")
+    console.print(f"output stride  {getattr(model, 'output_stride', '?')}")
+    if isinstance(model, LIPNet):
+        table = Table(title=f"LIP-Net parts at {height}x{width}")
+        for col in ("part", "channels", "dilation", "stride", "resolution", "params"):
+            table.add_column(col, justify="left" if col == "part" else "right")
+        for row in model.stage_table(height, width):
+            h, w = row["resolution"]
+            table.add_row(
+                row["name"],
+                str(row["channels"]),
+                str(row["dilation"]),
+                str(row["stride"]),
+                f"{h}x{w}",
+                f"{row['params']:,}",
+            )
+        console.print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Evaluation figures and tables: per-class IoU bar chart, normalised confusion matrix, Markdown.
+
+matplotlib runs headless (Agg): evaluation works on servers without a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def iou_markdown_table(iou: Mapping[str, float], summary: Mapping[str, float] | None = None) -> str:
+    """Markdown table of per-class IoU (in %), preceded by the summary metrics if given."""
+    lines = []
+    if summary:
+        lines += ["| metric | value (%) |", "|---|---:|"]
+        lines += [f"| {k} | {100 * float(v):.2f} |" for k, v in summary.items()]
+        lines.append("")
+    lines += ["| class | IoU (%) |", "|---|---:|"]
+    lines += [f"| {name} | {100 * float(v):.2f} |" for name, v in iou.items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot_per_class_iou(iou: Mapping[str, float], path: str | Path, title: str = "per-class IoU") -> Path:
+    """Horizontal bar chart of per-class IoU with the mean as a dashed line."""
+    names = list(iou)
+    values = np.array([100 * float(iou[n]) for n in names])
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.2))
+    ax.barh(range(len(names)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.axvline(values.mean(), color="tab:red", linestyle="--", label=f"mIoU {values.mean():.1f}")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("IoU (%)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(confmat, names: Sequence[str], path: str | Path) -> Path:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction) as a heat map."""
+    cm = np.asarray(confmat, dtype=np.float64)
+    if cm.shape != (len(names), len(names)):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(names)} class names")
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1.0)
+    size = 0.42 * len(names) + 2
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(names)), names, rotation=90)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title("confusion matrix (row-normalised)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
