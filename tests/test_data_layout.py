@@ -45,13 +45,18 @@ def test_every_layout_with_and_without_id_files_gives_identical_samples(tmp_path
     assert len(reference) == 6
     for layout in ("flat", "official", "nested"):
         for id_files in (True, False):
-            root = generate(tmp_path / f"{layout}_{id_files}", layout=layout, id_files=id_files, **SMALL)
+            root = generate(
+                tmp_path / f"{layout}_{id_files}", layout=layout, id_files=id_files, **SMALL
+            )
             _assert_same(_samples(root), reference)
 
 
 def test_official_and_nested_layouts_are_found_where_lip_puts_them(tmp_path):
     official = find_layout(generate(tmp_path / "o", layout="official", **SMALL))
-    assert official["train"].image_dir.relative_to(tmp_path / "o").as_posix() == "TrainVal_images/train_images"
+    assert (
+        official["train"].image_dir.relative_to(tmp_path / "o").as_posix()
+        == "TrainVal_images/train_images"
+    )
     assert official["val"].label_dir.relative_to(tmp_path / "o").as_posix() == (
         "TrainVal_parsing_annotations/val_segmentations"
     )
@@ -77,7 +82,12 @@ def test_missing_or_empty_root_names_the_config_key_and_the_readme(tmp_path):
         with pytest.raises(FileNotFoundError) as err:
             find_layout(root)
         msg = str(err.value)
-        assert str(root) in msg and "data.root" in msg and "data/README.md" in msg and "synthetic" in msg
+        assert (
+            str(root) in msg
+            and "data.root" in msg
+            and "data/README.md" in msg
+            and "synthetic" in msg
+        )
 
 
 def test_images_without_label_folder_is_a_clear_error(tmp_path):
@@ -124,7 +134,10 @@ def test_odd_image_modes_become_rgb(tmp_path):
 
 def test_labels_8bit_and_palette_are_class_ids_and_colour_labels_are_refused(tmp_path):
     ids = np.array([[0, 14, 15], [19, 255, 3]], np.uint8)
-    assert torch.equal(decode_label(_save(Image.fromarray(ids, "L"), tmp_path / "l.png", "PNG")), torch.from_numpy(ids))
+    assert torch.equal(
+        decode_label(_save(Image.fromarray(ids, "L"), tmp_path / "l.png", "PNG")),
+        torch.from_numpy(ids),
+    )
     pal = Image.fromarray(ids, "P")
     pal.putpalette(list(range(256)) * 3)
     assert torch.equal(decode_label(_save(pal, tmp_path / "p.png", "PNG")), torch.from_numpy(ids))
@@ -161,7 +174,9 @@ def test_unreadable_label_and_missing_label_name_the_file(synthetic_lip_root, tm
         ds[1]
 
 
-def test_size_mismatch_names_both_files_and_skip_mode_warns_and_counts(synthetic_lip_root, tmp_path):
+def test_size_mismatch_names_both_files_and_skip_mode_warns_and_counts(
+    synthetic_lip_root, tmp_path
+):
     root, files = _copy_root(synthetic_lip_root, tmp_path / "r")
     sample_id = files.ids[0]
     label_path, image_path = files.label_path(sample_id), files.image_path(sample_id)

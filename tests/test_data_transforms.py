@@ -7,7 +7,13 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from lipnet_pl.data import LIP, JitterNormalize, RandomHorizontalFlipSwap, RandomScaleRotateCrop, TrainTransform
+from lipnet_pl.data import (
+    LIP,
+    JitterNormalize,
+    RandomHorizontalFlipSwap,
+    RandomScaleRotateCrop,
+    TrainTransform,
+)
 from lipnet_pl.data.classes import IGNORE_INDEX
 
 PAIRS = {14: 15, 15: 14, 16: 17, 17: 16, 18: 19, 19: 18}
@@ -103,7 +109,9 @@ def test_jitter_normalize_matches_torchvision_without_jitter_and_with_brightness
     torch.manual_seed(1)
     params = jn.make_params([image])
     out = jn.transform(image, params)
-    bright = v2.functional.adjust_brightness(v2.functional.to_dtype(image, torch.float32, scale=True), params["brightness"])
+    bright = v2.functional.adjust_brightness(
+        v2.functional.to_dtype(image, torch.float32, scale=True), params["brightness"]
+    )
     assert torch.allclose(out, v2.functional.normalize(bright, mean, std), atol=1e-5)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from torch import nn
 
 from lipnet_pl.models import MODEL_NAMES, LIPNet, build_model
 from lipnet_pl.models.__main__ import main as cli_main
-from lipnet_pl.models.summary import count_gflops, count_parameters
+from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_module
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CONF = ROOT / "conf" / "model"
@@ -66,9 +64,10 @@ def test_lipnet_stem_stride_two_and_other_class_count():
     assert out.shape == (1, 7, 65, 67)
 
 
-def test_lipnet_backward_gives_finite_nonzero_grads():
+@pytest.mark.parametrize("image_pooling", ["input", "global"])
+def test_lipnet_backward_gives_finite_nonzero_grads(image_pooling):
     torch.manual_seed(0)
-    net = LIPNet(image_pooling="global").train()
+    net = LIPNet(image_pooling=image_pooling).train()
     x = torch.randn(2, 3, 33, 47)
     target = torch.randint(0, 20, (2, 33, 47))
     loss = nn.functional.cross_entropy(net(x), target)
@@ -117,7 +116,7 @@ def test_dilations_reach_the_convolutions():
 def test_channels_last_matches_default_layout(lipnet, dtype):
     """Same weights, other memory layout -> same logits (float64: 1e-5 absolute; float32: the
     same tolerance relative to the logits' scale, as conv kernels sum in another order)."""
-    x = torch.randn(1, 3, 65, 67, dtype=dtype)
+    x = torch.randn(1, 3, 33, 47, dtype=dtype)
     ref_net = LIPNet().eval().to(dtype)
     ref_net.load_state_dict(lipnet.state_dict())
     cl_net = LIPNet().eval().to(dtype)
@@ -128,6 +127,27 @@ def test_channels_last_matches_default_layout(lipnet, dtype):
         out = cl_net(x.contiguous(memory_format=torch.channels_last))
     scale = 1.0 if dtype == torch.float64 else float(ref.abs().max())
     torch.testing.assert_close(out, ref, atol=1e-5 * scale, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_lipnet_on_cuda_matches_cpu(lipnet):
+    x = torch.randn(2, 3, 97, 131)
+    net = LIPNet().eval()
+    net.load_state_dict(lipnet.state_dict())
+    prev_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # compare full fp32 convs
+    try:
+        with torch.no_grad():
+            ref = net(x)
+            net = net.cuda().to(memory_format=torch.channels_last)
+            out = net(x.cuda().contiguous(memory_format=torch.channels_last)).cpu()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                low = net(x.cuda())
+    finally:
+        torch.backends.cudnn.allow_tf32 = prev_tf32
+    torch.testing.assert_close(out, ref, atol=1e-4 * float(ref.abs().max()), rtol=0)
+    assert low.shape == (2, 20, 97, 131) and torch.isfinite(low).all()
 
 
 def test_only_plain_batchnorm_so_syncbn_conversion_keeps_activations():
@@ -237,12 +257,12 @@ def test_peer_yaml_builds_and_accepts_473(yaml_name):
 
 
 @pytest.mark.parametrize("name", ["deeplabv3plus", "unet", "pspnet", "fpn"])
-@pytest.mark.parametrize("size", ODD_SIZES)
-def test_peer_output_matches_odd_input_size(name, size):
+def test_peer_output_matches_odd_input_sizes(name):
     net = build_model(name, encoder_name="tu-mobilenetv3_small_100").eval()
-    with torch.no_grad():
-        out = net(torch.randn(1, 3, *size))
-    assert out.shape == (1, 20, *size)
+    for size in ODD_SIZES:
+        with torch.no_grad():
+            out = net(torch.randn(1, 3, *size))
+        assert out.shape == (1, 20, *size)
 
 
 def test_peer_timm_encoder_at_473_and_reflect_padding():
@@ -285,6 +305,13 @@ def test_gflops_scale_with_input_area(lipnet):
     assert 3.5 < big / small < 4.5
 
 
+def test_gflops_by_module_adds_up_to_the_total(lipnet):
+    per_module = gflops_by_module(lipnet, 65, 67)
+    parts = [r["module"] for r in lipnet.stage_table(65, 67) if r["module"]]
+    assert sum(per_module[p] for p in parts) == pytest.approx(count_gflops(lipnet, 65, 67))
+    assert per_module["decoder"] > per_module["aspp"] > 0
+
+
 def test_cli_prints_parameters_gflops_and_stage_table(capsys):
     assert cli_main(["lipnet", "--size", "97", "131"]) == 0
     out = capsys.readouterr().out
@@ -296,15 +323,19 @@ def test_cli_prints_parameters_gflops_and_stage_table(capsys):
     for part in ("stem", "S1", "S6", "aspp", "decoder"):
         assert part in out
     assert "7x9" in out  # S5/S6/ASPP resolution at 97x131 (ceil-mode pools)
+    decoder_row = next(line for line in out.splitlines() if " decoder " in line)
+    cells = [c.strip() for c in re.split(r"[│|]", decoder_row) if c.strip()]
+    assert cells[4] == "25x33" and cells[5] == "704,096"
+    expected = gflops_by_module(LIPNet(), 97, 131)["decoder"]
+    assert float(cells[6]) == pytest.approx(expected, abs=0.006)
 
 
-def test_cli_unknown_name_fails_without_traceback():
-    proc = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.models", "not_a_model"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert "not_a_model" in proc.stderr and "lipnet" in proc.stderr
+def test_cli_rejects_bad_size(capsys):
+    assert cli_main(["lipnet", "--size", "0"]) == 2
+    assert "--size" in capsys.readouterr().err
+
+
+def test_cli_unknown_name_fails_with_a_message(capsys):
+    assert cli_main(["not_a_model"]) == 2
+    err = capsys.readouterr().err
+    assert "not_a_model" in err and "lipnet" in err and "Traceback" not in err

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
+import os
 import platform
 import statistics
 import time
@@ -265,6 +266,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
         for label, kwargs in models.items():
             kwargs = dict(kwargs)
             name = kwargs.pop("name")
+            started = time.perf_counter()
             torch.manual_seed(0)
             model = build_model(name, num_classes=int(cfg.num_classes), **kwargs).eval()
             params_m = count_parameters(model) / 1e6
@@ -314,6 +316,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
                                mem.mib, mem.kind, params_m, gflops)
                     )
                     progress.advance(task)
+            progress.console.print(f"{label}: measured in {time.perf_counter() - started:.0f} s")
             del variants, model
             gc.collect()
             if device.type == "cuda":
@@ -350,7 +353,8 @@ def _row(r: Result) -> list[str]:
 
 def to_markdown(results: list[Result], meta: dict) -> str:
     lines = [f"# Benchmark {meta['date']}", "", f"- device: {meta['device']}", f"- torch {meta['torch']}, "
-             f"threads {meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}", ""]
+             f"threads {meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}",
+             f"- load average at the end (1/5/15 min): {meta['load_average_1_5_15']}", ""]
     for kind, title in (("inference", "Inference"), ("train", "Training step (forward + backward + SGD)")):
         rows = [r for r in results if r.kind == kind]
         if not rows:
@@ -390,6 +394,17 @@ def plot_fps(results: list[Result], path: Path) -> None:
     plt.close(fig)
 
 
+def _plain_config(cfg: DictConfig) -> dict:
+    """The bench settings as plain data (``paths`` needs a Hydra run, so it is left out)."""
+    out = {}
+    for key in cfg:
+        if key == "paths":
+            continue
+        value = cfg[key]
+        out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return out
+
+
 def write_outputs(cfg: DictConfig, results: list[Result], device: torch.device, out: Path, speedup: float) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -400,8 +415,9 @@ def write_outputs(cfg: DictConfig, results: list[Result], device: torch.device, 
         "threads": torch.get_num_threads(),
         "input": f"{cfg.height}x{cfg.width}",
         "mem_kind": results[0].mem_kind if results else "",
+        "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
         "fast_path_speedup": speedup,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": _plain_config(cfg),
     }
     paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
     paths["json"].write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))

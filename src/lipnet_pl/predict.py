@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
+import lipnet_pl.data  # noqa: F401  first: lipnet_pl.checkpoint <-> data.datamodule import cycle
 from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, load_model_from_checkpoint
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.models.fastpath import make_fast
@@ -41,7 +42,7 @@ from lipnet_pl.tta import predict_logits
 from lipnet_pl.viz import colorize, legend, overlay
 
 log = logging.getLogger(__name__)
-console = Console()
+console = Console(soft_wrap=True)  # long paths stay on one greppable line
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -85,7 +86,7 @@ class Predictor:
         """HxWx3 uint8 images -> normalised [B, 3, *input_size] batch (stretched, antialiased)."""
         batch = []
         for image in images:
-            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(self.device)
+            x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(self.device)
             x = x.float().div_(255).unsqueeze(0)
             batch.append(TF.resize(x, list(self.input_size), antialias=True))
         return (torch.cat(batch) - self.mean) / self.std

@@ -190,6 +190,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg, dm)
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))
+    if not loggers:  # logger=none: nothing to monitor the learning rate into
+        from lightning.pytorch.callbacks import LearningRateMonitor
+
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, callbacks, loggers)
     try:

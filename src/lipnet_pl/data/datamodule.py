@@ -23,7 +23,17 @@ from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
 
-SYNTHETIC_KEYS = ("train", "val", "test", "seed", "layout", "id_files", "min_size", "max_size", "grey_fraction")
+SYNTHETIC_KEYS = (
+    "train",
+    "val",
+    "test",
+    "seed",
+    "layout",
+    "id_files",
+    "min_size",
+    "max_size",
+    "grey_fraction",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -90,7 +100,10 @@ class LIPDataModule(L.LightningDataModule):
         if root is None or str(root).strip() == "":
             raise ValueError(f"data.root must name a LIP folder, got {root!r}; {README_HINT}")
         self.root = Path(str(root)).expanduser()
-        for key, value in (("data.batch_size", batch_size), ("data.val_batch_size", val_batch_size)):
+        for key, value in (
+            ("data.batch_size", batch_size),
+            ("data.val_batch_size", val_batch_size),
+        ):
             if value is not None and int(value) < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
         if int(num_workers) < 0:
@@ -109,7 +122,9 @@ class LIPDataModule(L.LightningDataModule):
         self.synthetic = dict(_plain(synthetic) or {})
         unknown = sorted(set(self.synthetic) - set(SYNTHETIC_KEYS))
         if unknown:
-            raise ValueError(f"unknown key(s) data.synthetic.{unknown}: allowed {list(SYNTHETIC_KEYS)}")
+            raise ValueError(
+                f"unknown key(s) data.synthetic.{unknown}: allowed {list(SYNTHETIC_KEYS)}"
+            )
         self.train_transform = TrainTransform(
             crop_size=self.crop_size,
             flip_permutation=self.classes.flip_permutation,
@@ -154,17 +169,26 @@ class LIPDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         self.per_device_batch_size = self._per_device(self.batch_size, "data.batch_size")
         if self.val_batch_size is not None:
-            self.per_device_val_batch_size = self._per_device(self.val_batch_size, "data.val_batch_size")
+            self.per_device_val_batch_size = self._per_device(
+                self.val_batch_size, "data.val_batch_size"
+            )
         else:
             self.per_device_val_batch_size = self.per_device_batch_size
         layout = find_layout(self.root, use_id_files=self.use_id_files)
         if stage in (None, "fit"):
-            self.train_dataset = LIPDataset(self._split(layout, "train"), self.train_transform, skip_bad=self.skip_bad)
+            self.train_dataset = LIPDataset(
+                self._split(layout, "train"), self.train_transform, skip_bad=self.skip_bad
+            )
         if stage in (None, "fit", "validate"):
-            self.val_dataset = LIPDataset(self._split(layout, "val"), self.eval_transform, skip_bad=self.skip_bad)
+            self.val_dataset = LIPDataset(
+                self._split(layout, "val"), self.eval_transform, skip_bad=self.skip_bad
+            )
         if stage in ("test", "predict") or (stage is None and "test" in layout):
             self.test_dataset = LIPDataset(
-                self._split(layout, "test"), self.eval_transform, with_labels=False, skip_bad=self.skip_bad
+                self._split(layout, "test"),
+                self.eval_transform,
+                with_labels=False,
+                skip_bad=self.skip_bad,
             )
 
     def _split(self, layout: dict[str, SplitFiles], split: str) -> SplitFiles:
@@ -177,7 +201,9 @@ class LIPDataModule(L.LightningDataModule):
         return layout[split]
 
     # ----------------------------------------------------------------- loaders
-    def _loader(self, dataset: LIPDataset | None, name: str, batch_size: int, train: bool) -> DataLoader:
+    def _loader(
+        self, dataset: LIPDataset | None, name: str, batch_size: int, train: bool
+    ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{name}_dataloader() called before setup(): call dm.setup() first")
         return DataLoader(
@@ -201,4 +227,6 @@ class LIPDataModule(L.LightningDataModule):
         return self._loader(self.test_dataset, "test", self.per_device_val_batch_size, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "predict", self.per_device_val_batch_size, train=False)
+        return self._loader(
+            self.test_dataset, "predict", self.per_device_val_batch_size, train=False
+        )

@@ -6,6 +6,7 @@ A sample is a dict ``{"image": tv_tensors.Image uint8 [3,H,W], "mask": tv_tensor
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +16,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 
 from lipnet_pl.data.layout import SplitFiles
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
@@ -61,7 +63,9 @@ def decode_image(path: str | Path) -> torch.Tensor:
         raise DataFileError(f"cannot read image {path}: {err}", path) from err
     if data[:3] == _JPEG_MAGIC:
         try:
-            return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+            return decode_jpeg(
+                torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
+            )
         except RuntimeError:
             pass  # fall back to PIL, which reads more JPEG variants
     try:
@@ -77,7 +81,18 @@ def decode_label(path: str | Path) -> torch.Tensor:
     """Read a label PNG (8-bit greyscale, or palette whose indices ARE the class ids) as uint8 [H,W]."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataFileError(f"cannot read label {path}: {err}", path) from err
+    # Fast path: 8-bit greyscale PNG (IHDR bit depth 8, colour type 0), the LIP format.
+    if data[:8] == _PNG_MAGIC and data[12:16] == b"IHDR" and data[24:26] == b"\x08\x00":
+        try:
+            buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+            return decode_png(buf, mode=ImageReadMode.UNCHANGED)[0]
+        except RuntimeError:
+            pass  # let PIL produce the error message
+    try:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             mode = img.mode
             if mode in ("L", "P"):
@@ -123,7 +138,9 @@ class LIPDataset(Dataset):
         self.transform = transform
         self.with_labels = files.labelled if with_labels is None else with_labels
         if self.with_labels and not files.labelled:
-            raise ValueError(f"split {files.split!r} has no labels (image folder {files.image_dir})")
+            raise ValueError(
+                f"split {files.split!r} has no labels (image folder {files.image_dir})"
+            )
         self.skip_bad = skip_bad
         self.num_skipped = 0
         self.bad_files: list[str] = []
@@ -138,11 +155,17 @@ class LIPDataset(Dataset):
         if not image_path.is_file():
             raise DataFileError(f"missing image {image_path} (id {sample_id!r})", image_path)
         image = decode_image(image_path)
-        sample = {"image": tv_tensors.Image(image), "orig_size": tuple(image.shape[-2:]), "id": sample_id}
+        sample = {
+            "image": tv_tensors.Image(image),
+            "orig_size": tuple(image.shape[-2:]),
+            "id": sample_id,
+        }
         if self.with_labels:
             label_path = self.files.label_path(sample_id)
             if not label_path.is_file():
-                raise DataFileError(f"missing label {label_path} for image {image_path}", label_path)
+                raise DataFileError(
+                    f"missing label {label_path} for image {image_path}", label_path
+                )
             mask = decode_label(label_path)
             if tuple(mask.shape) != tuple(image.shape[-2:]):
                 raise DataFileError(
@@ -167,4 +190,6 @@ class LIPDataset(Dataset):
                 warnings.warn(f"skipping bad sample (skip_bad=True): {err}", stacklevel=2)
                 continue
             return self.transform(sample) if self.transform is not None else sample
-        raise DataFileError(f"every sample of split {self.files.split!r} is unreadable", self.files.image_dir)
+        raise DataFileError(
+            f"every sample of split {self.files.split!r} is unreadable", self.files.image_dir
+        )

@@ -19,7 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
-IMAGE_DIRS = {"train": ("train_images",), "val": ("val_images",), "test": ("testing_images", "test_images")}
+IMAGE_DIRS = {
+    "train": ("train_images",),
+    "val": ("val_images",),
+    "test": ("testing_images", "test_images"),
+}
 LABEL_DIRS = {"train": ("train_segmentations",), "val": ("val_segmentations",), "test": ()}
 ID_FILES = {"train": "train_id.txt", "val": "val_id.txt", "test": "test_id.txt"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -66,7 +70,9 @@ def _walk(root: Path, max_depth: int = MAX_DEPTH):
                 entries = list(os.scandir(d))
             except OSError:
                 continue
-            dirs = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "__")))
+            dirs = sorted(
+                e.name for e in entries if e.is_dir() and not e.name.startswith((".", "__"))
+            )
             files = sorted(e.name for e in entries if e.is_file())
             yield d, dirs, files
             nxt.extend(d / n for n in dirs)
@@ -109,7 +115,9 @@ def read_id_file(path: Path) -> list[str]:
             continue
         token = line.split()[0]
         stem, suffix = os.path.splitext(os.path.basename(token))
-        ids.append(stem if suffix.lower() in IMAGE_SUFFIXES + LABEL_SUFFIXES else os.path.basename(token))
+        ids.append(
+            stem if suffix.lower() in IMAGE_SUFFIXES + LABEL_SUFFIXES else os.path.basename(token)
+        )
     return ids
 
 

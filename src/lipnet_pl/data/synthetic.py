@@ -46,7 +46,8 @@ LAYOUTS: dict[str, dict[str, str]] = {
     },
 }
 LAYOUTS["nested"] = {
-    key: (f"{path.split('/')[0]}/{path}" if "/" in path else path) for key, path in LAYOUTS["official"].items()
+    key: (f"{path.split('/')[0]}/{path}" if "/" in path else path)
+    for key, path in LAYOUTS["official"].items()
 }
 
 # Appearance (RGB) per class id; left/right pairs share one appearance on purpose.
@@ -122,7 +123,15 @@ def draw_label(width: int, height: int, rng: np.random.Generator, index: int) ->
     if has["socks"]:
         for x0, x1, dx in legs.values():
             a, b = 0.84, 0.91
-            poly([(x0 + dx * 0.79, a), (x1 + dx * 0.79, a), (x1 + dx * 0.97, b), (x0 + dx * 0.97, b)], 8)
+            poly(
+                [
+                    (x0 + dx * 0.79, a),
+                    (x1 + dx * 0.79, a),
+                    (x1 + dx * 0.97, b),
+                    (x0 + dx * 0.97, b),
+                ],
+                8,
+            )
     for cls, (x0, x1, dx) in ((19, legs[17]), (18, legs[16])):
         c = (x0 + x1) / 2 + dx + (-0.03 if cls == 19 else 0.03)
         ellipse(c, 0.94, 0.1, 0.04, cls)
@@ -145,13 +154,29 @@ def draw_label(width: int, height: int, rng: np.random.Generator, index: int) ->
         hem = 0.86 if rng.random() < 0.7 else 0.72
         for x0, x1, dx in legs.values():
             f = (hem - 0.54) / 0.38
-            poly([(x0 - 0.01, 0.54), (x1 + 0.01, 0.54), (x1 + dx * f + 0.01, hem), (x0 + dx * f - 0.01, hem)], 9)
+            poly(
+                [
+                    (x0 - 0.01, 0.54),
+                    (x1 + 0.01, 0.54),
+                    (x1 + dx * f + 0.01, hem),
+                    (x0 + dx * f - 0.01, hem),
+                ],
+                9,
+            )
         poly([(0.34, 0.52), (0.66, 0.52), (0.66, 0.6), (0.34, 0.6)], 9)
     elif outfit == 1:  # skirt
         poly([(0.33, 0.54), (0.67, 0.54), (0.74, 0.72), (0.26, 0.72)], 12)
     elif outfit == 3:  # jumpsuit legs
         for x0, x1, dx in legs.values():
-            poly([(x0 - 0.01, 0.54), (x1 + 0.01, 0.54), (x1 + dx * 0.8 + 0.01, 0.84), (x0 + dx * 0.8 - 0.01, 0.84)], 10)
+            poly(
+                [
+                    (x0 - 0.01, 0.54),
+                    (x1 + 0.01, 0.54),
+                    (x1 + dx * 0.8 + 0.01, 0.84),
+                    (x0 + dx * 0.8 - 0.01, 0.84),
+                ],
+                10,
+            )
     if outfit == 2:  # dress
         poly([(0.29, 0.2), (0.71, 0.2), (0.69, 0.45), (0.8, 0.76), (0.2, 0.76), (0.31, 0.45)], 6)
     else:
@@ -160,7 +185,9 @@ def draw_label(width: int, height: int, rng: np.random.Generator, index: int) ->
     if rng.random() < 0.5:  # sleeves cover the upper arms
         for sx, hx, hy in arms.values():
             mx, my = sx + (hx - sx) * 0.4, 0.21 + (hy - 0.21) * 0.4
-            poly([(sx - 0.075, 0.2), (sx + 0.075, 0.2), (mx + 0.07, my), (mx - 0.07, my)], torso_cls)
+            poly(
+                [(sx - 0.075, 0.2), (sx + 0.075, 0.2), (mx + 0.07, my), (mx - 0.07, my)], torso_cls
+            )
 
     # Head.
     ellipse(0.5, 0.085, 0.15, 0.08, 2)  # hair
@@ -251,11 +278,15 @@ def generate(
     if min(counts.values()) < 0:
         raise ValueError(f"sample counts must be >= 0, got {counts}")
     if not 16 <= int(min_size) <= int(max_size):
-        raise ValueError(f"need 16 <= min_size <= max_size, got min_size={min_size} max_size={max_size}")
+        raise ValueError(
+            f"need 16 <= min_size <= max_size, got min_size={min_size} max_size={max_size}"
+        )
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
-            raise FileExistsError(f"{out} exists and is not empty: choose another --out or pass overwrite")
+            raise FileExistsError(
+                f"{out} exists and is not empty: choose another --out or pass overwrite"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = LAYOUTS[layout]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -264,7 +295,9 @@ def generate(
         ids: dict[str, list[str]] = {s: [] for s in counts}
         for split in counts:
             if counts[split]:
-                (tmp / paths[f"{'testing' if split == 'test' else split}_images"]).mkdir(parents=True)
+                (tmp / paths[f"{'testing' if split == 'test' else split}_images"]).mkdir(
+                    parents=True
+                )
                 if split != "test":
                     (tmp / paths[f"{split}_segmentations"]).mkdir(parents=True)
         for split, i in _progress(tasks, progress, f"synthetic LIP -> {out}"):
@@ -274,7 +307,9 @@ def generate(
             folder = "testing_images" if split == "test" else f"{split}_images"
             (tmp / paths[folder] / f"{sample_id}.jpg").write_bytes(_encode_jpeg(image, grey))
             if split != "test":
-                (tmp / paths[f"{split}_segmentations"] / f"{sample_id}.png").write_bytes(_encode_png(label))
+                (tmp / paths[f"{split}_segmentations"] / f"{sample_id}.png").write_bytes(
+                    _encode_png(label)
+                )
             ids[split].append(sample_id)
         if id_files:
             for split, split_ids in ids.items():
@@ -299,7 +334,9 @@ def _progress(items, enabled: bool, description: str):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lipnet_pl.data.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lipnet_pl.data.synthetic", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--out", required=True, help="output root (must not exist or be empty)")
     parser.add_argument("--train", type=int, default=200)
     parser.add_argument("--val", type=int, default=50)
@@ -309,7 +346,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-id-files", action="store_true", help="omit train/val/test_id.txt")
     parser.add_argument("--min-size", type=int, default=80, help="smallest image side in pixels")
     parser.add_argument("--max-size", type=int, default=400, help="largest image side in pixels")
-    parser.add_argument("--grey-fraction", type=float, default=0.05, help="share of greyscale JPEGs")
+    parser.add_argument(
+        "--grey-fraction", type=float, default=0.05, help="share of greyscale JPEGs"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
     out = generate(
@@ -326,7 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         overwrite=args.overwrite,
         progress=True,
     )
-    print(f"wrote {args.train} train / {args.val} val / {args.test} test samples ({args.layout} layout) to {out}")
+    print(
+        f"wrote {args.train} train / {args.val} val / {args.test} test samples ({args.layout} layout) to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,11 +2,12 @@
 
 Train (``TrainTransform``), in this order:
 
-1. ``RandomScaleRotateCrop``: random scale (relative to ``crop_size`` by default), random offset
+1. ``RandomHorizontalFlipSwap``: mirror with probability ``flip_p`` AND swap the left/right label
+   values with ``ClassInfo.flip_permutation`` (a mirrored left arm is a right arm); it runs on
+   the decoded image, before the warp, where it touches the fewest pixels;
+2. ``RandomScaleRotateCrop``: random scale (relative to ``crop_size`` by default), random offset
    (crop, or pad with image 0 / label 255), rotation +-``rotation`` degrees with probability
    ``rotation_p``; ONE affine warp from the decoded uint8 image straight to ``crop_size``;
-2. ``RandomHorizontalFlipSwap``: mirror with probability ``flip_p`` AND swap the left/right label
-   values with ``ClassInfo.flip_permutation`` (a mirrored left arm is a right arm);
 3. ``JitterNormalize``: brightness/contrast/saturation jitter fused with ``ToDtype`` + ``Normalize``
    into one 3x3 colour matrix (no hue: it is the slow one); label -> int64.
 
@@ -24,7 +25,6 @@ from typing import Any
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2._utils import query_size
 
 from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD
@@ -69,16 +69,21 @@ class RandomScaleRotateCrop(v2.Transform):
         self.crop_size = _pair(crop_size, "crop_size")
         lo, hi = (float(s) for s in scale_range)
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be [low, high] with 0 < low <= high, got {[lo, hi]}")
+            raise ValueError(
+                f"scale_range must be [low, high] with 0 < low <= high, got {[lo, hi]}"
+            )
         if fit not in ("stretch", "keep"):
             raise ValueError(f"fit must be 'stretch' or 'keep', got {fit!r}")
         if not 0 <= float(rotation_p) <= 1 or float(rotation) < 0:
-            raise ValueError(f"need rotation >= 0 and 0 <= rotation_p <= 1, got {rotation}, {rotation_p}")
+            raise ValueError(
+                f"need rotation >= 0 and 0 <= rotation_p <= 1, got {rotation}, {rotation_p}"
+            )
         self.scale_range, self.fit = (lo, hi), fit
         self.rotation, self.rotation_p = float(rotation), float(rotation_p)
         self.ignore_index = int(ignore_index)
         ch, cw = self.crop_size
-        self._u = torch.arange(cw, dtype=torch.float32).add_(0.5).view(1, cw, 1)  # output pixel centres
+        # output pixel centres (x along width, y along height)
+        self._u = torch.arange(cw, dtype=torch.float32).add_(0.5).view(1, cw, 1)
         self._v = torch.arange(ch, dtype=torch.float32).add_(0.5).view(ch, 1, 1)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
@@ -111,7 +116,8 @@ class RandomScaleRotateCrop(v2.Transform):
             m = inpt.as_subclass(torch.Tensor)
             x = (m.float() - self.ignore_index).view(1, 1, *m.shape[-2:])
             y = torch.nn.functional.grid_sample(x, grid, mode="nearest", align_corners=False)
-            out = y.add_(self.ignore_index).round_().to(m.dtype).view(*m.shape[:-2], *grid.shape[1:3])
+            out = y.add_(self.ignore_index).round_().to(m.dtype)
+            out = out.view(*m.shape[:-2], *grid.shape[1:3])
             return tv_tensors.wrap(out, like=inpt)
         if isinstance(inpt, tv_tensors.Image):
             img = inpt.as_subclass(torch.Tensor)
@@ -158,20 +164,28 @@ class JitterNormalize(v2.Transform):
         std: Sequence[float] = IMAGENET_STD,
     ):
         super().__init__()
-        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ):
             if not 0 <= float(value) < 1:
                 raise ValueError(f"color jitter {name} must be in [0, 1), got {value}")
         self.jitter = (float(brightness), float(contrast), float(saturation))
         self.mean = torch.tensor([float(m) for m in mean]).view(3, 1)
         self.std = torch.tensor([float(s) for s in std]).view(3, 1)
         if self.mean.numel() != 3 or self.std.numel() != 3 or (self.std <= 0).any():
-            raise ValueError(f"mean/std must be 3 values each (std > 0), got mean={list(mean)} std={list(std)}")
+            raise ValueError(
+                f"mean/std must be 3 values each (std > 0), got mean={list(mean)} std={list(std)}"
+            )
         self.gray = torch.tensor(GRAY_WEIGHTS).view(1, 3)
         self.lo = (-self.mean / self.std).flatten().tolist()
         self.hi = ((1 - self.mean) / self.std).flatten().tolist()
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        b, c, s = (float(torch.empty(()).uniform_(1 - j, 1 + j)) if j > 0 else 1.0 for j in self.jitter)
+        b, c, s = (
+            float(torch.empty(()).uniform_(1 - j, 1 + j)) if j > 0 else 1.0 for j in self.jitter
+        )
         return {"brightness": b, "contrast": c, "saturation": s}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -181,7 +195,9 @@ class JitterNormalize(v2.Transform):
             return inpt
         img = inpt.as_subclass(torch.Tensor)
         if img.ndim != 3 or img.shape[0] != 3:
-            raise ValueError(f"JitterNormalize expects an RGB image [3,H,W], got shape {list(img.shape)}")
+            raise ValueError(
+                f"JitterNormalize expects an RGB image [3,H,W], got shape {list(img.shape)}"
+            )
         x = img.reshape(3, -1).float()
         if img.dtype == torch.uint8:
             x = x.mul_(1 / 255)
@@ -218,11 +234,14 @@ class TrainTransform:
         fit: str = "stretch",
         ignore_index: int = IGNORE_INDEX,
     ):
-        steps: list[v2.Transform] = [
-            RandomScaleRotateCrop(crop_size, scale_range, rotation, rotation_p, fit, ignore_index)
-        ]
+        # The flip runs first, on the (usually smaller than crop) decoded image: cheaper, same
+        # distribution as flipping the crop.
+        steps: list[v2.Transform] = []
         if flip_p > 0:
             steps.append(RandomHorizontalFlipSwap(flip_permutation, p=float(flip_p)))
+        steps.append(
+            RandomScaleRotateCrop(crop_size, scale_range, rotation, rotation_p, fit, ignore_index)
+        )
         steps.append(JitterNormalize(brightness, contrast, saturation, mean, std))
         self.pipeline = v2.Compose(steps)
 
@@ -249,7 +268,11 @@ class EvalTransform:
 
     def __call__(self, sample: dict) -> dict:
         image = self.normalize(self.resize(sample["image"]))
-        out = {"image": image.as_subclass(torch.Tensor), "orig_size": sample["orig_size"], "id": sample["id"]}
+        out = {
+            "image": image.as_subclass(torch.Tensor),
+            "orig_size": sample["orig_size"],
+            "id": sample["id"],
+        }
         if "mask" in sample:
             out["mask"] = sample["mask"].as_subclass(torch.Tensor).long()
         return out

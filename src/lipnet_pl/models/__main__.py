@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     if len(args.size) not in (1, 2) or min(args.size) < 1:
-        err.print(
-            f"[red]error:[/] --size takes one or two positive integers (H [W]), got {args.size}"
+        print(
+            f"error: --size takes one or two positive integers (H [W]), got {args.size}",
+            file=sys.stderr,
         )
         return 2
     height, width = args.size[0], args.size[-1]
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"output stride  {getattr(model, 'output_stride', '?')}")
     if isinstance(model, LIPNet):
         table = Table(title=f"LIP-Net parts at {height}x{width}")
-        for col in ("part", "channels", "dilation", "stride", "resolution", "params"):
+        per_module = gflops_by_module(model, height, width)
+        for col in ("part", "channels", "dilation", "stride", "resolution", "params", "GFLOPs"):
             table.add_column(col, justify="left" if col == "part" else "right")
         for row in model.stage_table(height, width):
             h, w = row["resolution"]
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(row["stride"]),
                 f"{h}x{w}",
                 f"{row['params']:,}",
+                f"{per_module.get(row['module'], 0.0):.2f}" if row["module"] else "-",
             )
         console.print(table)
     return 0

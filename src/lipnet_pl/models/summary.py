@@ -41,7 +41,9 @@ def _count(model: nn.Module, height: int, width: int, in_channels: int) -> FlopC
     return counter
 
 
-def count_gflops(model: nn.Module, height: int = 473, width: int = 473, in_channels: int = 3) -> float:
+def count_gflops(
+    model: nn.Module, height: int = 473, width: int = 473, in_channels: int = 3
+) -> float:
     """GFLOPs of one forward pass on a 1 x in_channels x height x width input (eval, no grad)."""
     return _count(model, height, width, in_channels).get_total_flops() / 1e9
 

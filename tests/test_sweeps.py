@@ -1,0 +1,115 @@
+"""Hydra multirun over dilation rates writes one summary table; multirun + DDP is refused."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lipnet_pl.data.synthetic import generate
+from lipnet_pl.sweep import write_summary
+
+TINY = [
+    "data=synthetic",
+    "data.crop_size=[64,64]",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "trainer=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=1",
+    "trainer.limit_val_batches=1",
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "model.net.stem_channels=8",
+    "model.net.widths=[8,8,16,16,16,16]",
+    "model.net.aspp_channels=16",
+    "model.net.decoder_channels=16",
+    "model.net.skip_channels=8",
+]
+
+
+@pytest.fixture(scope="module")
+def lip_root(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=2, test=1, seed=3, min_size=48, max_size=80)
+
+
+def _multirun(tmp_path, lip_root, *overrides):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lipnet_pl.train", "-m", *TINY, f"data.root={lip_root}",
+         f"hydra.sweep.dir={sweep_dir}", *overrides],
+        env={**os.environ, "WANDB_MODE": "offline"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    return proc, sweep_dir
+
+
+def _read_csv(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_multirun_over_named_presets_writes_summary_table(tmp_path, lip_root):
+    proc, sweep_dir = _multirun(tmp_path, lip_root, "model/dilations=glob(*,exclude=[none,wide])")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _read_csv(sweep_dir / "sweep_summary.csv")
+    assert [json.loads(r["dilations"]) for r in rows] == [[1, 1, 2, 4, 8, 1], [1, 1, 1, 2, 4, 1]]
+    for row in rows:
+        assert int(row["params"]) > 0 and float(row["gflops"]) > 0
+        assert 0.0 <= float(row["best_val_miou"]) <= 1.0
+        assert float(row["train_images_per_s"]) > 0
+    md = (sweep_dir / "sweep_summary.md").read_text()
+    assert "| job | model | dilations | params | GFLOPs | best val mIoU (%) | train img/s |" in md
+    assert "[1,1,2,4,8,1]" in md and "[1,1,1,2,4,1]" in md
+
+
+@pytest.mark.slow
+def test_multirun_over_raw_dilation_lists(tmp_path, lip_root):
+    proc, sweep_dir = _multirun(tmp_path, lip_root, "model.net.dilations=[1,1,2,4,8,1],[1,2,4,8,16,1]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _read_csv(sweep_dir / "sweep_summary.csv")
+    assert [json.loads(r["dilations"]) for r in rows] == [[1, 1, 2, 4, 8, 1], [1, 2, 4, 8, 16, 1]]
+    assert rows[0]["params"] == rows[1]["params"]  # dilation changes the receptive field, not the size
+
+
+def test_multirun_with_ddp_is_refused_with_a_clear_message(tmp_path, lip_root):
+    proc, _ = _multirun(tmp_path, lip_root, "trainer=ddp_sim", "model/dilations=paper,shallow")
+    assert proc.returncode == 2
+    assert "multirun" in proc.stderr and "one device per job" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_glob_of_dilation_presets_lists_every_preset():
+    from hydra import compose, initialize_config_dir
+
+    from lipnet_pl.utils import CONFIG_DIR
+
+    presets = sorted(p.stem for p in Path(CONFIG_DIR, "model", "dilations").glob("*.yaml"))
+    assert {"paper", "shallow"} <= set(presets)
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        for name in presets:
+            cfg = compose("train", overrides=[f"model/dilations={name}", "paths.output_dir=/tmp/unused"])
+            assert len(cfg.model.net.dilations) == 6
+
+
+def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
+    for job, dil, miou in (("10", [1, 1, 1, 1, 1, 1], 0.25), ("2", [1, 1, 2, 4, 8, 1], 0.5)):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "run_summary.json").write_text(json.dumps(
+            {"model": "lipnet", "dilations": dil, "params": 3960852, "gflops": 32.8,
+             "best_val_miou": miou, "train_images_per_s": 12.5, "overrides": [f"job={job}"]}
+        ))
+    csv_path, md_path = write_summary(tmp_path)
+    rows = _read_csv(csv_path)
+    assert [r["job"] for r in rows] == ["2", "10"]  # numeric job order, not lexicographic
+    md = md_path.read_text().splitlines()
+    assert md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 12.50 | job=2 |"
+    assert write_summary(tmp_path / "empty") is None
