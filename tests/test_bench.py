@@ -12,8 +12,17 @@ from hydra import compose, initialize_config_dir
 
 from lipnet_pl.bench import CONFIG_DIR, Result, fast_path_speedup, run
 
-TINY = ["only=[lipnet]", "size=64", "device=cpu", "cpu.repeats=1", "cpu.warmup=0", "cpu.compile=[]",
-        "cpu.train_repeats=1", "cpu.batch_sizes=[1,2]"]
+TINY = [
+    "only=[lipnet]",
+    "size=64",
+    "device=cpu",
+    "cpu.repeats=1",
+    "cpu.warmup=0",
+    "cpu.compile=[]",
+    "cpu.train_repeats=1",
+    "cpu.batch_sizes=[1,2]",
+    "speedup_pairs=2",
+]
 
 
 def bench_cfg(*overrides):
@@ -21,6 +30,7 @@ def bench_cfg(*overrides):
         return compose(config_name="bench", overrides=[*TINY, *overrides])
 
 
+@pytest.mark.slow
 def test_bench_writes_json_markdown_and_plot(tmp_path):
     results, speedup = run(bench_cfg(), tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
@@ -39,9 +49,16 @@ def test_bench_writes_json_markdown_and_plot(tmp_path):
 
 def test_speedup_is_eager_over_best_configured_fast_path():
     def row(variant, ms, batch=1, dtype="fp32"):
-        return Result("lipnet", "inference", variant, dtype, batch, ms, ms, 1e3 / ms, None, "", 1.0, 1.0)
+        return Result(
+            "lipnet", "inference", variant, dtype, batch, ms, ms, 1e3 / ms, None, "", 1.0, 1.0
+        )
 
-    rows = [row("eager", 100.0), row("fast", 80.0), row("eager", 10.0, batch=4), row("fast", 1.0, dtype="bf16")]
+    rows = [
+        row("eager", 100.0),
+        row("fast", 80.0),
+        row("eager", 10.0, batch=4),
+        row("fast", 1.0, dtype="bf16"),
+    ]
     assert fast_path_speedup(rows) == pytest.approx(1.25)
     assert fast_path_speedup([*rows, row("fast+compile", 50.0)]) == pytest.approx(2.0)
     assert fast_path_speedup(rows[2:]) != fast_path_speedup(rows[2:])  # NaN when not measured
@@ -55,7 +72,14 @@ def test_unknown_model_label_is_named(tmp_path):
 @pytest.mark.slow
 def test_cli_first_and_last_lines(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.bench", *TINY, f"output_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.bench",
+            *TINY,
+            f"output_dir={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -84,6 +84,12 @@ def test_missing_root_and_class_mismatch_errors(tmp_path):
         dm.setup("fit")
     with pytest.raises(ValueError, match=r"data.num_classes=7"):
         _dm(tmp_path, num_classes=7, classes={"names": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"data\.\* augmentation.*scale_range.*\[1\.5, 0\.5\]"):
+        _dm(tmp_path, scale_range=[1.5, 0.5])
+    with pytest.raises(ValueError, match=r"data\.synthetic\.\['trian'\]"):
+        _dm(tmp_path, synthetic={"trian": 3})
+    with pytest.raises(ValueError, match=r"data.batch_size must be >= 1, got 0"):
+        _dm(tmp_path, batch_size=0)
 
 
 def test_custom_classes_from_config_drive_the_flip_swap(synthetic_lip_root):
@@ -117,7 +123,7 @@ def test_generator_is_deterministic_and_seed_dependent(tmp_path):
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert (
         files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-        and len(files_a) == 12
+        and len(files_a) == 13  # 5 jpg + 4 png + 3 id files + synthetic.json
     )
     assert all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
     c = generate(tmp_path / "c", seed=6, **kw)
@@ -147,3 +153,17 @@ def test_left_and_right_parts_look_the_same():
     assert (
         np.abs(image[label == 14].mean(0) - image[label == 2].mean(0)).max() > 40
     )  # classes differ
+
+
+def test_prepare_data_regenerates_stale_synthetic_sets_but_never_foreign_data(tmp_path):
+    small = {"train": 2, "val": 1, "test": 0, "min_size": 32, "max_size": 48}
+    dm = _dm(tmp_path / "syn", synthetic=small)
+    dm.prepare_data()
+    assert len(find_layout(tmp_path / "syn")["train"].ids) == 2
+    _dm(tmp_path / "syn", synthetic={**small, "train": 3}).prepare_data()
+    assert len(find_layout(tmp_path / "syn")["train"].ids) == 3
+    foreign = generate(tmp_path / "mine", train=1, val=1, test=0, min_size=32, max_size=48)
+    (foreign / "synthetic.json").unlink()
+    _dm(foreign, synthetic=small).prepare_data()
+    assert len(find_layout(foreign)["train"].ids) == 1
+    assert oct((tmp_path / "syn").stat().st_mode & 0o777) != oct(0o700)

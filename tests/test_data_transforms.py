@@ -122,3 +122,22 @@ def test_jitter_normalize_rejects_bad_arguments():
         JitterNormalize(std=(0.1, 0.0, 0.1))
     with pytest.raises(ValueError, match="scale_range"):
         RandomScaleRotateCrop((8, 8), scale_range=(1.2, 0.5))
+
+
+def test_train_pipeline_pads_with_normalised_black_and_ignore():
+    torch.manual_seed(0)
+    image = torch.full((3, 20, 16), 255, dtype=torch.uint8)
+    mask = torch.full((20, 16), 5, dtype=torch.uint8)
+    pipeline = TrainTransform(crop_size=(40, 40), scale_range=(0.5, 0.5), rotation=20, rotation_p=1)
+    out = pipeline({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask), "id": "p"})
+    pad = out["mask"] == IGNORE_INDEX
+    assert pad.any() and (out["mask"][~pad] == 5).all()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1)
+    black, white = -mean / std, (1 - mean) / std
+    near_person = torch.nn.functional.max_pool2d((~pad)[None].float(), 3, 1, 1)[0] > 0
+    far = pad & ~near_person  # bilinear edges blend; the rest of the pad is exactly black
+    assert far.sum() > 100
+    assert torch.allclose(out["image"][:, far], black.expand(3, int(far.sum())), atol=1e-5)
+    inner = out["image"][:, 12:28, 12:28].reshape(3, -1)  # centre of the person: jittered white
+    assert (inner > black + 0.5).all() and (inner <= white + 1e-5).all()

@@ -49,7 +49,12 @@ def ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     torch.save(
         {
-            "hyper_parameters": {"net": TINY_NET, "classes": {}, "input_size": [64, 64], "normalize": {}},
+            "hyper_parameters": {
+                "net": TINY_NET,
+                "classes": {},
+                "input_size": [64, 64],
+                "normalize": {},
+            },
             "state_dict": {"net." + k: v for k, v in net.state_dict().items()},
         },
         path,
@@ -57,11 +62,14 @@ def ckpt(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_onnx_round_trip_is_folded_and_matches_pytorch(tmp_path):
     net = tiny_model()
     folded = fold_batchnorm(net)
     assert count_batchnorm(folded) == 0
-    path = export_onnx(folded, torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True, opset=18)
+    path = export_onnx(
+        folded, torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True, opset=18
+    )
     model = onnx.load(str(path))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
@@ -69,6 +77,7 @@ def test_onnx_round_trip_is_folded_and_matches_pytorch(tmp_path):
     assert check_parity(net, path, "onnx", (2, 3, 48, 80)) < 1e-4  # dynamic axes really are free
 
 
+@pytest.mark.slow
 def test_torchscript_round_trip_matches_pytorch(tmp_path):
     net = tiny_model()
     path = export_torchscript(fold_batchnorm(net), torch.randn(1, 3, 64, 64), tmp_path / "m.pt")
@@ -78,7 +87,9 @@ def test_torchscript_round_trip_matches_pytorch(tmp_path):
 
 def test_onnx_opset_below_17_is_refused(tmp_path):
     with pytest.raises(ValueError, match="opset=13"):
-        export_onnx(tiny_model(), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", dynamic=False, opset=13)
+        export_onnx(
+            tiny_model(), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", dynamic=False, opset=13
+        )
 
 
 @pytest.mark.slow
@@ -98,9 +109,18 @@ def test_cli_fails_when_the_exported_model_differs(ckpt, tmp_path, monkeypatch, 
         return real(path, fmt, x) + np.float32(0.01)
 
     monkeypatch.setattr(export_mod, "run_exported", perturbed)
-    code = main([f"ckpt_path={ckpt}", "format=torchscript", f"output={tmp_path / 'm.pt'}", "check_size=[64,64]"])
+    code = main(
+        [
+            f"ckpt_path={ckpt}",
+            "format=torchscript",
+            f"output={tmp_path / 'm.pt'}",
+            "check_size=[64,64]",
+        ]
+    )
     assert code == 1
-    assert re.search(r"differs from PyTorch by 1\.0\d\de-02 > tolerance 0.001", capsys.readouterr().out)
+    assert re.search(
+        r"differs from PyTorch by 1\.0\d\de-02 > tolerance 0.001", capsys.readouterr().out
+    )
 
 
 def test_bad_arguments_are_named():

@@ -10,7 +10,11 @@ from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm, make_fast
 
 TINY_LIPNET = dict(
-    stem_channels=8, widths=[8, 8, 16, 16, 32, 32], aspp_channels=32, decoder_channels=32, skip_channels=8
+    stem_channels=8,
+    widths=[8, 8, 16, 16, 32, 32],
+    aspp_channels=32,
+    decoder_channels=32,
+    skip_channels=8,
 )
 
 

@@ -23,6 +23,7 @@ LIPNET_VARIANTS = {
     "input+plain": dict(image_pooling="input", aspp_separable=False),
     "global+separable": dict(image_pooling="global", aspp_separable=True),
     "global+plain": dict(image_pooling="global", aspp_separable=False),
+    "no-pooling": dict(image_pooling="none"),
 }
 
 
@@ -275,6 +276,14 @@ def test_peer_timm_encoder_at_473_and_reflect_padding():
     assert net.output_stride == 16
 
 
+def test_peer_reflect_padding_of_a_too_small_input_is_a_clear_error():
+    net = build_model("unet", encoder_name="tu-mobilenetv3_small_100", pad_mode="reflect").eval()
+    with pytest.raises(ValueError, match="pad_mode='reflect'"), torch.no_grad():
+        net(torch.randn(1, 3, 9, 40))
+    with pytest.raises(ValueError, match="pad_mode"):
+        build_model("unet", pad_mode="wrap")
+
+
 def test_peer_padding_crops_back_exactly():
     """The wrapper must return the model's output on the padded input, top-left H x W."""
     net = build_model("fpn", encoder_name="tu-mobilenetv3_small_100").eval()
@@ -312,13 +321,13 @@ def test_gflops_by_module_adds_up_to_the_total(lipnet):
     assert per_module["decoder"] > per_module["aspp"] > 0
 
 
-def test_cli_prints_parameters_gflops_and_stage_table(capsys):
+def test_cli_prints_parameters_gflops_and_stage_table(capsys, lipnet):
     assert cli_main(["lipnet", "--size", "97", "131"]) == 0
     out = capsys.readouterr().out
     params = float(re.search(r"parameters\s+([\d.]+) M", out).group(1)) * 1e6
     assert abs(params - PAPER_PARAMS) / PAPER_PARAMS <= 0.03
     gflops = float(re.search(r"GFLOPs\s+([\d.]+) at 1x3x97x131", out).group(1))
-    assert gflops == pytest.approx(count_gflops(LIPNet(), 97, 131), rel=0.01)
+    assert gflops == pytest.approx(count_gflops(lipnet, 97, 131), rel=0.01)
     assert "output stride  16" in out
     for part in ("stem", "S1", "S6", "aspp", "decoder"):
         assert part in out
@@ -326,7 +335,8 @@ def test_cli_prints_parameters_gflops_and_stage_table(capsys):
     decoder_row = next(line for line in out.splitlines() if " decoder " in line)
     cells = [c.strip() for c in re.split(r"[│|]", decoder_row) if c.strip()]
     assert cells[4] == "25x33" and cells[5] == "704,096"
-    expected = gflops_by_module(LIPNet(), 97, 131)["decoder"]
+    # decoder at 25x33: 1x1 skip conv 64->48 and 3x3 conv (256+48)->256, 2 FLOPs per MAC
+    expected = 2 * 25 * 33 * (64 * 48 + 9 * 304 * 256) / 1e9
     assert float(cells[6]) == pytest.approx(expected, abs=0.006)
 
 

@@ -131,7 +131,9 @@ def test_predict_folder_writes_labels_equal_to_the_argmax(ckpt, tmp_path):
 def test_flip_tta_runs_and_keeps_sizes(ckpt, tmp_path):
     img = np.random.default_rng(1).integers(0, 256, (33, 47, 3), dtype=np.uint8)
     Image.fromarray(img).save(tmp_path / "x.png")
-    cfg = predict_cfg(ckpt_path=ckpt, input=tmp_path / "x.png", output=tmp_path / "out", **{"tta.flip": "true"})
+    cfg = predict_cfg(
+        ckpt_path=ckpt, input=tmp_path / "x.png", output=tmp_path / "out", **{"tta.flip": "true"}
+    )
     report = run(cfg)
     assert report.images == 1 and not report.failed
     assert Image.open(tmp_path / "out/labels/x.png").size == (47, 33)
@@ -139,7 +141,11 @@ def test_flip_tta_runs_and_keeps_sizes(ckpt, tmp_path):
 
 def test_empty_dir_and_missing_path_are_reported(ckpt, tmp_path):
     (tmp_path / "empty").mkdir()
-    cfg = predict_cfg(ckpt_path=ckpt, input=f"[{tmp_path / 'empty'},{tmp_path / 'missing.png'}]", output=tmp_path / "o")
+    cfg = predict_cfg(
+        ckpt_path=ckpt,
+        input=f"[{tmp_path / 'empty'},{tmp_path / 'missing.png'}]",
+        output=tmp_path / "o",
+    )
     report = run(cfg)
     assert report.succeeded == 0
     reasons = " | ".join(r for _, r in report.failed)
@@ -147,18 +153,19 @@ def test_empty_dir_and_missing_path_are_reported(ckpt, tmp_path):
     assert "no images or videos" in reasons and "no such file" in reasons
 
 
-def test_no_checkpoint_needs_an_explicit_flag(tmp_path):
+def test_no_checkpoint_needs_an_explicit_flag(tmp_path, capsys):
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     with pytest.raises(ValueError, match="allow_random_weights=true"):
         run(predict_cfg(input=tmp_path / "x.png", output=tmp_path / "o"))
-    tiny = ",".join(f"+net.{k}={v}" for k, v in TINY_NET.items() if k not in ("name", "num_classes"))
-    overrides = dict(item.split("=", 1) for item in tiny.split(",+"))
     cfg = predict_cfg(
-        input=tmp_path / "x.png", output=tmp_path / "o", allow_random_weights="true", input_size="[32,32]"
+        input=tmp_path / "x.png",
+        output=tmp_path / "o",
+        allow_random_weights="true",
+        input_size="[32,32]",
     )
-    del overrides
     report = run(cfg)
     assert report.images == 1
+    assert "using RANDOM weights" in capsys.readouterr().out  # never silent
 
 
 def write_video(path: Path, frames: int = 6, size: int = 64) -> None:
@@ -186,11 +193,19 @@ def test_predict_video_writes_an_overlay_video(ckpt, tmp_path):
     assert (tmp_path / "out" / "clip_legend.png").is_file()
 
 
+@pytest.mark.slow
 def test_cli_exits_non_zero_when_every_input_fails(ckpt, tmp_path):
     (tmp_path / "bad.gif.txt").write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.predict", f"ckpt_path={ckpt}", f"input={tmp_path / 'bad.gif.txt'}",
-         f"output={tmp_path / 'o'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.predict",
+            f"ckpt_path={ckpt}",
+            f"input={tmp_path / 'bad.gif.txt'}",
+            f"output={tmp_path / 'o'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -23,7 +23,7 @@ from lipnet_pl.utils import compose_config
 
 EPOCHS, BATCHES = 3, 4
 TINY = [
-    "data=synthetic",
+    "data=lip",
     "data.crop_size=[64,64]",
     "data.batch_size=2",
     "data.num_workers=0",

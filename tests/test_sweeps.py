@@ -15,7 +15,7 @@ from lipnet_pl.data.synthetic import generate
 from lipnet_pl.sweep import write_summary
 
 TINY = [
-    "data=synthetic",
+    "data=lip",
     "data.crop_size=[64,64]",
     "data.batch_size=2",
     "data.num_workers=0",

@@ -37,7 +37,7 @@ def lip_root(tmp_path_factory):
 
 def tiny_overrides(root, out, *extra):
     return [
-        "data=synthetic",
+        "data=lip",
         f"data.root={root}",
         "data.crop_size=[64,64]",
         "data.batch_size=2",

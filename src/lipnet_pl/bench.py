@@ -69,7 +69,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
+def time_calls(
+    fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> list[float]:
     """Wall time of each of ``repeats`` calls in ms, after ``warmup`` calls.
 
     On CUDA each call is bracketed by CUDA events and synchronised (kernels run asynchronously,
@@ -149,14 +151,41 @@ def bench_inference(net, x, device, dtype_name, warmup, repeats, cudagraphs=Fals
     """Latencies (ms) and peak memory of ``net(x)`` under inference mode (and autocast)."""
 
     def call():
-        if cudagraphs:  # a new CUDA-graph replay step; outputs of the last one may be overwritten
-            torch.compiler.cudagraph_mark_step_begin()
-        with torch.inference_mode(), _autocast(device, dtype_name):
-            return net(x)
+        return bench_inference_call(net, x, device, cudagraphs, dtype_name)
 
     with PeakMemory(device) as mem:
         times = time_calls(call, device, warmup, repeats)
     return times, mem
+
+
+def interleaved_speedup(eager, fast, x, device, pairs: int, cudagraphs: bool = False) -> dict:
+    """Eager / fast median latency from alternating calls (eager, fast, eager, ...).
+
+    On a shared machine the load changes during a run; alternating the two models makes both
+    see the same conditions, so their ratio is far more stable than two separate series.
+    """
+    times: dict[str, list[float]] = {"eager": [], "fast": []}
+    for i in range(pairs + 1):  # the first pair is a warm-up
+        for name, net, graphs in (("eager", eager, False), ("fast", fast, cudagraphs)):
+            t = time_calls(
+                lambda net=net, graphs=graphs: bench_inference_call(net, x, device, graphs),
+                device,
+                0,
+                1,
+            )
+            if i:
+                times[name] += t
+    eager_ms, fast_ms = statistics.median(times["eager"]), statistics.median(times["fast"])
+    return {"eager_ms": eager_ms, "fast_ms": fast_ms, "speedup": eager_ms / fast_ms, "pairs": pairs}
+
+
+def bench_inference_call(net, x, device, cudagraphs=False, dtype_name="fp32"):
+    """One inference call; with CUDA graphs each call starts a new replay step (the outputs of
+    the previous one may be overwritten)."""
+    if cudagraphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    with torch.inference_mode(), _autocast(device, dtype_name):
+        return net(x)
 
 
 def bench_train_step(model, batch, size, num_classes, device, dtype_name, warmup, repeats):
@@ -229,7 +258,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
     dtypes = [str(d) for d in profile.dtypes]
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not batch_sizes or min(batch_sizes) < 1:
-        raise ValueError(f"bench profile: dtypes must be in {list(DTYPES)} (got {dtypes}), batch_sizes >= 1 (got {batch_sizes})")
+        raise ValueError(
+            f"bench profile: dtypes must be in {list(DTYPES)} (got {dtypes}), batch_sizes >= 1 (got {batch_sizes})"
+        )
     if device.type == "cuda":
         console.print(
             f"CUDA profile on {torch.cuda.get_device_name(device)}: batch sizes {batch_sizes}, dtypes {dtypes}, "
@@ -254,12 +285,18 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
     size = (int(cfg.height), int(cfg.width))
     fp = cfg.fast_path
     results: list[Result] = []
+    speedup: dict | None = None
     n_cases = sum(
-        len(batch_sizes) * len(dtypes) * (2 + (label in compiled)) + (len(dtypes) if cfg.train_step else 0)
+        len(batch_sizes) * len(dtypes) * (2 + (label in compiled))
+        + (len(dtypes) if cfg.train_step else 0)
         for label in models
     )
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     )
     with progress:
         task = progress.add_task("bench", total=n_cases)
@@ -274,7 +311,10 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
             model = model.to(device)
             variants: dict[str, tuple[nn.Module, bool]] = {
                 "eager": (model, False),
-                "fast": (make_fast(model, fold_bn=fp.fold_bn, channels_last=fp.channels_last), False),
+                "fast": (
+                    make_fast(model, fold_bn=fp.fold_bn, channels_last=fp.channels_last),
+                    False,
+                ),
             }
             if label in compiled:
                 graphs = device.type == "cuda" and bool(profile.cuda_graphs)
@@ -292,28 +332,78 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
             for variant, (net, graphs) in variants.items():
                 for dtype_name in dtypes:
                     for batch in batch_sizes:
-                        progress.update(task, description=f"{label} {variant} {dtype_name} b{batch}")
+                        progress.update(
+                            task, description=f"{label} {variant} {dtype_name} b{batch}"
+                        )
                         x = torch.randn(batch, 3, *size, device=device)
                         times, mem = bench_inference(
-                            net, x, device, dtype_name, int(profile.warmup), int(profile.repeats), graphs
+                            net,
+                            x,
+                            device,
+                            dtype_name,
+                            int(profile.warmup),
+                            int(profile.repeats),
+                            graphs,
                         )
                         med = statistics.median(times)
                         results.append(
-                            Result(label, "inference", variant, dtype_name, batch, med, _percentile(times, 0.9),
-                                   batch * 1e3 / med, mem.mib, mem.kind, params_m, gflops)
+                            Result(
+                                label,
+                                "inference",
+                                variant,
+                                dtype_name,
+                                batch,
+                                med,
+                                _percentile(times, 0.9),
+                                batch * 1e3 / med,
+                                mem.mib,
+                                mem.kind,
+                                params_m,
+                                gflops,
+                            )
                         )
                         progress.advance(task)
+            if label == cfg.speedup_model and "fp32" in dtypes:
+                progress.update(task, description=f"{label} eager vs fast, interleaved")
+                fast_name = next(
+                    v for v in ("fast+cudagraphs", "fast+compile", "fast") if v in variants
+                )
+                fast_net, graphs = variants[fast_name]
+                x = torch.randn(1, 3, *size, device=device)
+                speedup = interleaved_speedup(
+                    model, fast_net, x, device, int(cfg.speedup_pairs), graphs
+                )
+                speedup.update(model=label, fast_variant=fast_name)
             if cfg.train_step:
                 for dtype_name in dtypes:
                     progress.update(task, description=f"{label} train {dtype_name}")
                     b = int(profile.train_batch_size)
                     times, mem = bench_train_step(
-                        model, b, size, int(cfg.num_classes), device, dtype_name, 1, int(profile.train_repeats)
+                        model,
+                        b,
+                        size,
+                        int(cfg.num_classes),
+                        device,
+                        dtype_name,
+                        1,
+                        int(profile.train_repeats),
                     )
                     med = statistics.median(times)
                     results.append(
-                        Result(label, "train", "train", dtype_name, b, med, _percentile(times, 0.9), b * 1e3 / med,
-                               mem.mib, mem.kind, params_m, gflops)
+                        Result(
+                            label,
+                            "train",
+                            "train",
+                            dtype_name,
+                            b,
+                            med,
+                            _percentile(times, 0.9),
+                            b * 1e3 / med,
+                            mem.mib,
+                            mem.kind,
+                            params_m,
+                            gflops,
+                        )
                     )
                     progress.advance(task)
             progress.console.print(f"{label}: measured in {time.perf_counter() - started:.0f} s")
@@ -321,15 +411,24 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    speedup = fast_path_speedup(results)
+    if speedup is None:  # the A/B run was not possible: fall back to the table
+        speedup = {
+            "speedup": fast_path_speedup(results, str(cfg.speedup_model)),
+            "model": cfg.speedup_model,
+            "fast_variant": "from the table",
+        }
     write_outputs(cfg, results, device, output_dir, speedup)
-    return results, speedup
+    return results, float(speedup["speedup"])
 
 
 def fast_path_speedup(results: list[Result], model: str = "lipnet") -> float:
     """Eager / fast-path median latency of ``model``, fp32, batch 1 (the compiled fast path
     when it was measured, else BN folding + channels_last). NaN when not measured."""
-    rows = {r.variant: r for r in results if r.model == model and r.kind == "inference" and r.dtype == "fp32" and r.batch == 1}
+    rows = {
+        r.variant: r
+        for r in results
+        if r.model == model and r.kind == "inference" and r.dtype == "fp32" and r.batch == 1
+    }
     fast = rows.get("fast+cudagraphs") or rows.get("fast+compile") or rows.get("fast")
     if "eager" not in rows or fast is None:
         return float("nan")
@@ -343,24 +442,61 @@ def _mem(r: Result) -> str:
     return "n/a" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}"
 
 
-HEADERS = ["model", "variant", "dtype", "batch", "median ms", "p90 ms", "img/s", "peak MiB", "params M", "GFLOPs"]
+HEADERS = [
+    "model",
+    "variant",
+    "dtype",
+    "batch",
+    "median ms",
+    "p90 ms",
+    "img/s",
+    "peak MiB",
+    "params M",
+    "GFLOPs",
+]
 
 
 def _row(r: Result) -> list[str]:
-    return [r.model, r.variant, r.dtype, str(r.batch), f"{r.median_ms:.1f}", f"{r.p90_ms:.1f}",
-            f"{r.images_per_s:.2f}", _mem(r), f"{r.params_m:.2f}", f"{r.gflops:.1f}"]
+    return [
+        r.model,
+        r.variant,
+        r.dtype,
+        str(r.batch),
+        f"{r.median_ms:.1f}",
+        f"{r.p90_ms:.1f}",
+        f"{r.images_per_s:.2f}",
+        _mem(r),
+        f"{r.params_m:.2f}",
+        f"{r.gflops:.1f}",
+    ]
 
 
 def to_markdown(results: list[Result], meta: dict) -> str:
-    lines = [f"# Benchmark {meta['date']}", "", f"- device: {meta['device']}", f"- torch {meta['torch']}, "
-             f"threads {meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}",
-             f"- load average at the end (1/5/15 min): {meta['load_average_1_5_15']}", ""]
-    for kind, title in (("inference", "Inference"), ("train", "Training step (forward + backward + SGD)")):
+    lines = [
+        f"# Benchmark {meta['date']}",
+        "",
+        f"- device: {meta['device']}",
+        f"- torch {meta['torch']}, "
+        f"threads {meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}",
+        f"- load average at the end (1/5/15 min): {meta['load_average_1_5_15']}",
+        "",
+    ]
+    for kind, title in (
+        ("inference", "Inference"),
+        ("train", "Training step (forward + backward + SGD)"),
+    ):
         rows = [r for r in results if r.kind == kind]
         if not rows:
             continue
         lines += [f"## {title}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         lines += ["| " + " | ".join(_row(r)) + " |" for r in rows]
+        lines.append("")
+    d = meta["fast_path_speedup_detail"]
+    if "pairs" in d:
+        lines.append(
+            f"Fast path = `{d['fast_variant']}`; speed-up over eager for {d['model']} (fp32, batch 1) from "
+            f"{d['pairs']} interleaved eager/fast calls: {d['eager_ms']:.1f} ms -> {d['fast_ms']:.1f} ms."
+        )
         lines.append("")
     lines.append(f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x")
     return "\n".join(lines) + "\n"
@@ -378,11 +514,26 @@ def plot_fps(results: list[Result], path: Path) -> None:
     models = list(dict.fromkeys(r.model for r in results))
     for i, model in enumerate(models):
         for variant, style in styles.items():
-            rows = sorted((r for r in results if r.model == model and r.variant == variant and r.dtype == "fp32"
-                           and r.kind == "inference"), key=lambda r: r.batch)
+            rows = sorted(
+                (
+                    r
+                    for r in results
+                    if r.model == model
+                    and r.variant == variant
+                    and r.dtype == "fp32"
+                    and r.kind == "inference"
+                ),
+                key=lambda r: r.batch,
+            )
             if rows:
-                ax.plot([r.batch for r in rows], [r.images_per_s for r in rows], style, marker="o",
-                        color=f"C{i}", label=f"{model} {variant}")
+                ax.plot(
+                    [r.batch for r in rows],
+                    [r.images_per_s for r in rows],
+                    style,
+                    marker="o",
+                    color=f"C{i}",
+                    label=f"{model} {variant}",
+                )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
     ax.set_ylabel("images / s (fp32)")
@@ -401,31 +552,42 @@ def _plain_config(cfg: DictConfig) -> dict:
         if key == "paths":
             continue
         value = cfg[key]
-        out[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        out[key] = (
+            OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        )
     return out
 
 
-def write_outputs(cfg: DictConfig, results: list[Result], device: torch.device, out: Path, speedup: float) -> dict:
+def write_outputs(
+    cfg: DictConfig, results: list[Result], device: torch.device, out: Path, speedup: dict
+) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.machine()})",
         "reduced_cpu_profile": device.type != "cuda",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "input": f"{cfg.height}x{cfg.width}",
         "mem_kind": results[0].mem_kind if results else "",
         "load_average_1_5_15": [round(v, 2) for v in os.getloadavg()],
-        "fast_path_speedup": speedup,
+        "fast_path_speedup": float(speedup["speedup"]),
+        "fast_path_speedup_detail": speedup,
         "config": _plain_config(cfg),
     }
     paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
-    paths["json"].write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    paths["json"].write_text(
+        json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2)
+    )
     paths["markdown"].write_text(to_markdown(results, meta))
     if cfg.get("plot", True):
         paths["plot"] = out / "fps_vs_batch.png"
         plot_fps(results, paths["plot"])
-    table = Table(title=f"inference / training at {meta['input']} on {meta['device']} (memory: {meta['mem_kind']})")
+    table = Table(
+        title=f"inference / training at {meta['input']} on {meta['device']} (memory: {meta['mem_kind']})"
+    )
     for h in HEADERS:
         table.add_column(h, justify="left" if h in ("model", "variant", "dtype") else "right")
     for r in results:

@@ -13,6 +13,7 @@ to the check size) and adds a check at a second, different shape.
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,9 @@ class ExportParityError(RuntimeError):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
-def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, dynamic: bool, opset: int) -> Path:
+def export_onnx(
+    net: nn.Module, example: torch.Tensor, path: Path, dynamic: bool, opset: int
+) -> Path:
     """torch.export-based ONNX export (onnxscript), weights embedded in the single .onnx file."""
     if opset < MIN_OPSET:
         raise ValueError(f"opset={opset}: use an ONNX opset >= {MIN_OPSET}")
@@ -72,9 +75,12 @@ def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, dynamic: bool
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """Trace (sizes read from the input stay symbolic, so other shapes work when the model is
     shape-generic, which ``dynamic=true`` checks)."""
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # TorchScript is deprecated (said in the docs)
         traced = torch.jit.trace(net, example, check_trace=False)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
     return path
 
 
@@ -91,19 +97,25 @@ def run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return session.run(None, {name: x.numpy()})[0]
-    module = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
     with torch.no_grad():
         return module(x).numpy()
 
 
-def check_parity(reference: nn.Module, path: Path, fmt: str, shape: tuple[int, ...], seed: int = 0) -> float:
+def check_parity(
+    reference: nn.Module, path: Path, fmt: str, shape: tuple[int, ...], seed: int = 0
+) -> float:
     """Max abs difference between ``reference`` and the exported model on a random input."""
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = reference(x).numpy()
     got = run_exported(path, fmt, x)
     if got.shape != expected.shape:
-        raise ExportParityError(f"exported model returns shape {got.shape}, PyTorch {expected.shape} (input {shape})")
+        raise ExportParityError(
+            f"exported model returns shape {got.shape}, PyTorch {expected.shape} (input {shape})"
+        )
     return float(np.abs(got - expected).max())
 
 
@@ -131,7 +143,9 @@ def export(cfg: ExportConfig) -> tuple[Path, list[float]]:
         export_onnx(folded, example, out, cfg.dynamic, int(cfg.opset))
     else:
         export_torchscript(folded, example, out)
-    console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {'dynamic' if cfg.dynamic else 'static'} shapes)")
+    console.print(
+        f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {'dynamic' if cfg.dynamic else 'static'} shapes)"
+    )
     shapes = [(1, 3, h, w)]
     if cfg.dynamic:
         shapes.append((2, 3, max(32, h // 2 + 7), max(32, w // 2 + 21)))
@@ -140,7 +154,9 @@ def export(cfg: ExportConfig) -> tuple[Path, list[float]]:
         diff = check_parity(reference, out, cfg.format, shape, cfg.seed)
         diffs.append(diff)
         verdict = "[green]ok[/green]" if diff <= cfg.tolerance else "[red]FAILED[/red]"
-        console.print(f"parity {cfg.format} vs PyTorch on input {list(shape)}: max abs diff {diff:.3e} {verdict}")
+        console.print(
+            f"parity {cfg.format} vs PyTorch on input {list(shape)}: max abs diff {diff:.3e} {verdict}"
+        )
     if max(diffs) > cfg.tolerance:
         raise ExportParityError(
             f"{out}: exported model differs from PyTorch by {max(diffs):.3e} > tolerance {cfg.tolerance}"

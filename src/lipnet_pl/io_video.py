@@ -58,7 +58,9 @@ class VideoWriter:
             self._stream = self._container.add_stream(self.codec, rate=self.fps)
             self._stream.width, self._stream.height = w, h
             self._stream.pix_fmt = "yuv420p"
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="rgb24")
+        video_frame = av.VideoFrame.from_ndarray(
+            np.ascontiguousarray(frame[:h, :w]), format="rgb24"
+        )
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
 

@@ -35,7 +35,12 @@ from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
 import lipnet_pl.data  # noqa: F401  first: lipnet_pl.checkpoint <-> data.datamodule import cycle
-from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD, LoadedModel, load_model_from_checkpoint
+from lipnet_pl.checkpoint import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LoadedModel,
+    load_model_from_checkpoint,
+)
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.tta import predict_logits
@@ -56,7 +61,9 @@ def resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"device={device!r} is not a torch device: use auto, cpu or cuda[:N]") from err
+        raise ValueError(
+            f"device={device!r} is not a torch device: use auto, cpu or cuda[:N]"
+        ) from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available: use device=auto or cpu")
     return dev
@@ -96,7 +103,9 @@ class Predictor:
         """Per image, float logits [C, H, W] at the image's own size."""
         out = predict_logits(self.net, self.preprocess(images), self.flip_permutation)
         return [
-            F.interpolate(out[i : i + 1].float(), size=img.shape[:2], mode="bilinear", align_corners=False)[0]
+            F.interpolate(
+                out[i : i + 1].float(), size=img.shape[:2], mode="bilinear", align_corners=False
+            )[0]
             for i, img in enumerate(images)
         ]
 
@@ -144,7 +153,10 @@ def collect_inputs(inputs: Iterable[str | Path], report: PredictReport) -> list[
             usable = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS]
             for p in files:
                 if p not in usable:
-                    report.fail(p, f"unknown extension {p.suffix or '(none)'!r}: supported are {_supported()}")
+                    report.fail(
+                        p,
+                        f"unknown extension {p.suffix or '(none)'!r}: supported are {_supported()}",
+                    )
             if not usable:
                 report.fail(path, f"directory has no images or videos (supported: {_supported()})")
             found += [(p, p.relative_to(path)) for p in usable]
@@ -152,13 +164,18 @@ def collect_inputs(inputs: Iterable[str | Path], report: PredictReport) -> list[
             if path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
                 found.append((path, Path(path.name)))
             else:
-                report.fail(path, f"unknown extension {path.suffix or '(none)'!r}: supported are {_supported()}")
+                report.fail(
+                    path,
+                    f"unknown extension {path.suffix or '(none)'!r}: supported are {_supported()}",
+                )
         else:
             report.fail(path, "no such file or directory: check input=")
     return found
 
 
-def _save_outputs(output: Path, rel: Path, image: np.ndarray, label: np.ndarray, predictor: Predictor, save, alpha) -> None:
+def _save_outputs(
+    output: Path, rel: Path, image: np.ndarray, label: np.ndarray, predictor: Predictor, save, alpha
+) -> None:
     palette = predictor.classes.palette
     stem = rel.with_suffix(".png")
     targets = {
@@ -301,7 +318,9 @@ def load_for_prediction(cfg: DictConfig) -> LoadedModel:
     net = build_model(**net_cfg).eval()
     size = cfg.get("input_size") or (473, 473)
     classes = ClassInfo.from_config({"num_classes": net_cfg.get("num_classes", 20)})
-    return LoadedModel(net, classes, (int(size[0]), int(size[1])), IMAGENET_MEAN, IMAGENET_STD, {"net": net_cfg})
+    return LoadedModel(
+        net, classes, (int(size[0]), int(size[1])), IMAGENET_MEAN, IMAGENET_STD, {"net": net_cfg}
+    )
 
 
 def _default_output() -> Path:
@@ -342,7 +361,9 @@ def run(cfg: DictConfig) -> PredictReport:
     videos = [(p, r) for p, r in files if p.suffix.lower() in VIDEO_EXTENSIONS]
     save = OmegaConf.to_container(cfg.save, resolve=True) if cfg.get("save") else {}
     if images:
-        predict_images(predictor, images, output, report, int(cfg.batch_size), save, float(cfg.overlay_alpha))
+        predict_images(
+            predictor, images, output, report, int(cfg.batch_size), save, float(cfg.overlay_alpha)
+        )
     for path, rel in videos:
         try:
             predict_video(
@@ -370,7 +391,9 @@ def run(cfg: DictConfig) -> PredictReport:
 def main(cfg: DictConfig) -> None:
     report = run(cfg)
     if report.succeeded == 0:
-        raise SystemExit(f"nothing was predicted: all {len(report.failed)} inputs failed (see above)")
+        raise SystemExit(
+            f"nothing was predicted: all {len(report.failed)} inputs failed (see above)"
+        )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def panel(image: np.ndarray, target, prediction, palette=LIP_PALETTE) -> np.ndar
     return np.concatenate([np.asarray(image), colorize(target, palette), colorize(prediction, palette)], axis=1)
 
 
-def legend(class_ids, classes=None, swatch: int = 16, row_height: int = 20, width: int = 180) -> np.ndarray:
+def legend(
+    class_ids, classes=None, swatch: int = 16, row_height: int = 20, width: int = 180
+) -> np.ndarray:
     """HxWx3 uint8 image listing ``class_ids`` (e.g. those present in a prediction): a palette
     swatch and the class name per row, so a colour mask can be read without the palette table."""
     from PIL import Image, ImageDraw
@@ -67,6 +69,8 @@ def legend(class_ids, classes=None, swatch: int = 16, row_height: int = 20, widt
         draw.text((4, 4), "(no classes)", fill=(0, 0, 0))
     for row, c in enumerate(ids):
         y = 2 + row * row_height
-        draw.rectangle([4, y, 4 + swatch, y + swatch], fill=tuple(classes.palette[c]), outline=(0, 0, 0))
+        draw.rectangle(
+            [4, y, 4 + swatch, y + swatch], fill=tuple(classes.palette[c]), outline=(0, 0, 0)
+        )
         draw.text((8 + swatch, y + 2), f"{c:2d} {classes.names[c]}", fill=(0, 0, 0))
     return np.asarray(img)

@@ -31,6 +31,7 @@ from rich.text import Text
 from lipnet_pl.data.classes import IGNORE_INDEX, NUM_LIP_CLASSES
 from lipnet_pl.data.dataset import DataFileError, decode_label
 from lipnet_pl.data.layout import ID_FILES, find_layout
+from lipnet_pl.data.synthetic import make_staging_dir
 
 console = Console(highlight=False)
 ZIP_NAMES = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip", "Testing_images.zip")
@@ -106,7 +107,7 @@ def prepare(zip_dir: Path, out: Path, force: bool = False) -> int:
     if not zips["Testing_images.zip"].is_file():
         _say("warning", f"{zips['Testing_images.zip']} not found: no test split")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_staging_dir(out)
     counts: dict[str, int] = defaultdict(int)
     try:
         with (
@@ -301,7 +302,9 @@ def bench(
     rate = statistics.median(rates)
     print(f"train pipeline: {rate:.1f} img/s per worker")
     if cpu_rates:
-        print(f"  (by process CPU time: {statistics.median(cpu_rates):.1f} img/s; wall clock above)")
+        print(
+            f"  (by process CPU time: {statistics.median(cpu_rates):.1f} img/s; wall clock above)"
+        )
     return rate
 
 

@@ -60,38 +60,34 @@ class SplitFiles:
         return self.label_dir / self.label_files.get(sample_id, sample_id + ".png")
 
 
-def _walk(root: Path, max_depth: int = MAX_DEPTH):
-    """Yield (dirpath, dirnames, filenames) breadth-first down to ``max_depth`` levels below root."""
+def _index(root: Path, max_depth: int = MAX_DEPTH) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Shallowest directory and file of each wanted name under root (breadth-first, depth-limited).
+
+    Image/label folders are not descended into (they hold tens of thousands of files).
+    """
+    wanted_dirs = {n for names in (*IMAGE_DIRS.values(), *LABEL_DIRS.values()) for n in names}
+    wanted_files = set(ID_FILES.values())
+    dirs: dict[str, Path] = {}
+    files: dict[str, Path] = {}
     frontier = [root]
     for _ in range(max_depth + 1):
         nxt = []
         for d in frontier:
             try:
-                entries = list(os.scandir(d))
+                entries = sorted(os.scandir(d), key=lambda e: e.name)
             except OSError:
                 continue
-            dirs = sorted(
-                e.name for e in entries if e.is_dir() and not e.name.startswith((".", "__"))
-            )
-            files = sorted(e.name for e in entries if e.is_file())
-            yield d, dirs, files
-            nxt.extend(d / n for n in dirs)
+            for e in entries:
+                if e.name.startswith((".", "__")):
+                    continue
+                if e.is_dir():
+                    if e.name in wanted_dirs:
+                        dirs.setdefault(e.name, d / e.name)
+                    else:
+                        nxt.append(d / e.name)
+                elif e.name in wanted_files:
+                    files.setdefault(e.name, d / e.name)
         frontier = nxt
-
-
-def _index(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
-    """Shallowest directory and file of each name under root (depth-limited)."""
-    dirs: dict[str, Path] = {}
-    files: dict[str, Path] = {}
-    wanted_dirs = {n for names in (*IMAGE_DIRS.values(), *LABEL_DIRS.values()) for n in names}
-    wanted_files = set(ID_FILES.values())
-    for d, dirnames, filenames in _walk(root):
-        for n in dirnames:
-            if n in wanted_dirs and n not in dirs:
-                dirs[n] = d / n
-        for n in filenames:
-            if n in wanted_files and n not in files:
-                files[n] = d / n
     return dirs, files
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -81,6 +82,8 @@ _TEXTURE = np.array([(3 + (c * 7) % 11, (c * 37) % 180) for c in range(20)], dty
 _TEXTURE[[15, 17, 19]] = _TEXTURE[[14, 16, 18]]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+GENERATOR_VERSION = 1  # bump when the drawing changes: datamodules regenerate stale sets
+MARKER = "synthetic.json"
 ACCESSORIES = ("hat", "sunglasses", "scarf", "gloves", "socks")
 
 
@@ -281,6 +284,17 @@ def generate(
         raise ValueError(
             f"need 16 <= min_size <= max_size, got min_size={min_size} max_size={max_size}"
         )
+    settings = synthetic_settings(
+        train=counts["train"],
+        val=counts["val"],
+        test=counts["test"],
+        seed=int(seed),
+        layout=layout,
+        id_files=bool(id_files),
+        min_size=int(min_size),
+        max_size=int(max_size),
+        grey_fraction=float(grey_fraction),
+    )
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
@@ -289,7 +303,7 @@ def generate(
             )
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = LAYOUTS[layout]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_staging_dir(out)
     try:
         tasks = [(split, i) for split, n in counts.items() for i in range(n)]
         ids: dict[str, list[str]] = {s: [] for s in counts}
@@ -315,6 +329,7 @@ def generate(
             for split, split_ids in ids.items():
                 if split_ids:
                     (tmp / paths[f"{split}_id.txt"]).write_text("\n".join(split_ids) + "\n")
+        (tmp / MARKER).write_text(json.dumps(settings, sort_keys=True) + "\n")
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp, out)
@@ -322,6 +337,46 @@ def generate(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def synthetic_settings(**kwargs) -> dict:
+    """The generator settings recorded in ``<root>/synthetic.json`` (to detect stale sets)."""
+    settings = {
+        "version": GENERATOR_VERSION,
+        "train": 8,
+        "val": 4,
+        "test": 2,
+        "seed": 0,
+        "layout": "official",
+        "id_files": True,
+        "min_size": 80,
+        "max_size": 400,
+        "grey_fraction": 0.05,
+    }
+    settings.update(kwargs)
+    return settings
+
+
+def is_current(root: str | Path, **kwargs) -> bool | None:
+    """True if ``root`` was generated with these settings, False if with others, None if unknown."""
+    marker = Path(root) / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        return json.loads(marker.read_text()) == json.loads(
+            json.dumps(synthetic_settings(**kwargs))
+        )
+    except ValueError:
+        return False
+
+
+def make_staging_dir(out: Path) -> Path:
+    """Temporary sibling of ``out`` (renamed onto it when complete), with normal permissions."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    return tmp
 
 
 def _progress(items, enabled: bool, description: str):

@@ -252,7 +252,7 @@ class Decoder(nn.Module):
 class LIPNet(nn.Module):
     """LIP-Net for human parsing: [B, in_channels, H, W] -> logits [B, num_classes, H, W], any H, W.
 
-    Defaults reproduce the paper's figure and its 3.97 M parameters (20 classes).
+    Defaults reproduce the paper's figure with 3.96 M parameters at 20 classes (paper: 3.97 M).
 
     Args:
         num_classes: output channels (LIP: 20).

@@ -44,6 +44,11 @@ class PadToMultiple(nn.Module):
         h, w = x.shape[-2:]
         pad_h = (self.divisor - h % self.divisor) % self.divisor
         pad_w = (self.divisor - w % self.divisor) % self.divisor
+        if self.pad_mode == "reflect" and (pad_h >= h or pad_w >= w):
+            raise ValueError(
+                f"pad_mode='reflect' cannot pad a {h}x{w} input by ({pad_h}, {pad_w}) to a multiple "
+                f"of {self.divisor}: use pad_mode='constant' or 'replicate' for inputs this small"
+            )
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=self.pad_mode)
         return self.model(x)[..., :h, :w]
