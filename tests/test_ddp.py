@@ -31,21 +31,48 @@ VAL = 5  # odd: the DistributedSampler pads rank 1 with a duplicate of sample 0
 def test_ddp_sim_validation_equals_single_process(tmp_path):
     root = generate(tmp_path / "LIP", train=4, val=VAL, test=1, seed=5, min_size=48, max_size=96)
     data = ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.num_workers=0"]
-    summary = train(compose_config("train", [
-        *data, "data.batch_size=2", "trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-        "logger=none", "callbacks.progress_bar=null", f"paths.output_dir={tmp_path / 'train'}", *TINY_NET,
-    ]))
+    summary = train(
+        compose_config(
+            "train",
+            [
+                *data,
+                "data.batch_size=2",
+                "trainer=cpu",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2",
+                "logger=none",
+                "callbacks.progress_bar=null",
+                f"paths.output_dir={tmp_path / 'train'}",
+                *TINY_NET,
+            ],
+        )
+    )
     ckpt = summary["last_ckpt"]
     common = [f"ckpt_path={ckpt}", *data, "tta.flip=true", "log_images=0"]
 
-    single = evaluate(compose_config("eval", [
-        *common, "trainer=cpu", "data.batch_size=2", f"paths.output_dir={tmp_path / 'single'}",
-    ]))
+    single = evaluate(
+        compose_config(
+            "eval",
+            [
+                *common,
+                "trainer=cpu",
+                "data.batch_size=2",
+                f"paths.output_dir={tmp_path / 'single'}",
+            ],
+        )
+    )
 
     ddp_dir = tmp_path / "ddp"
     proc = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.eval", *common, "trainer=ddp_sim", "data.batch_size=4",
-         f"hydra.run.dir={ddp_dir}"],
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.eval",
+            *common,
+            "trainer=ddp_sim",
+            "data.batch_size=4",
+            f"hydra.run.dir={ddp_dir}",
+        ],
         env={**os.environ, "WANDB_MODE": "offline"},
         capture_output=True,
         text=True,
@@ -54,7 +81,10 @@ def test_ddp_sim_validation_equals_single_process(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ddp = json.loads((ddp_dir / "metrics.json").read_text())
 
-    labels = [decode_label(find_layout(root)["val"].label_path(i)).numpy() for i in find_layout(root)["val"].ids]
+    labels = [
+        decode_label(find_layout(root)["val"].label_path(i)).numpy()
+        for i in find_layout(root)["val"].ids
+    ]
     valid_pixels = sum(int((lab != 255).sum()) for lab in labels)
     assert single["num_images"] == ddp["num_images"] == VAL  # the padded duplicate is not counted
     assert np.asarray(single["confmat"]).sum() == valid_pixels

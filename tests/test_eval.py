@@ -32,13 +32,32 @@ TINY_NET = [
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(data root, checkpoint path) of a 2-step training run on a tiny synthetic set."""
-    root = generate(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=3, test=1, seed=4, min_size=48, max_size=96)
+    root = generate(
+        tmp_path_factory.mktemp("lip") / "LIP",
+        train=4,
+        val=3,
+        test=1,
+        seed=4,
+        min_size=48,
+        max_size=96,
+    )
     out = tmp_path_factory.mktemp("train")
     cfg = compose_config(
         "train",
-        ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.batch_size=2",
-         "data.num_workers=0", "trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-         "logger=none", "callbacks.progress_bar=null", f"paths.output_dir={out}", *TINY_NET],
+        [
+            "data=lip",
+            f"data.root={root}",
+            "data.crop_size=[64,64]",
+            "data.batch_size=2",
+            "data.num_workers=0",
+            "trainer=cpu",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "logger=none",
+            "callbacks.progress_bar=null",
+            f"paths.output_dir={out}",
+            *TINY_NET,
+        ],
     )
     summary = train(cfg)
     return root, summary["last_ckpt"]
@@ -47,8 +66,16 @@ def trained(tmp_path_factory):
 def _eval_cfg(root, ckpt, out, flip):
     return compose_config(
         "eval",
-        [f"ckpt_path={ckpt}", "data=lip", f"data.root={root}", "data.num_workers=0", "data.batch_size=2",
-         "trainer=cpu", f"paths.output_dir={out}", f"tta.flip={str(flip).lower()}"],
+        [
+            f"ckpt_path={ckpt}",
+            "data=lip",
+            f"data.root={root}",
+            "data.num_workers=0",
+            "data.batch_size=2",
+            "trainer=cpu",
+            f"paths.output_dir={out}",
+            f"tta.flip={str(flip).lower()}",
+        ],
     )
 
 
@@ -57,14 +84,20 @@ def _reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
     from lipnet_pl.checkpoint import load_model_from_checkpoint
 
     loaded = load_model_from_checkpoint(ckpt)
-    dataset = LIPDataset(find_layout(root)["val"], EvalTransform(loaded.input_size, loaded.mean, loaded.std))
+    dataset = LIPDataset(
+        find_layout(root)["val"], EvalTransform(loaded.input_size, loaded.mean, loaded.std)
+    )
     perm = loaded.classes.flip_permutation if flip else None
     hist = np.zeros((20, 20), dtype=np.int64)
     for i in range(len(dataset)):
         sample = dataset[i]
         logits = predict_logits(loaded.net, sample["image"][None], flip_permutation=perm)
         label = sample["mask"].numpy()
-        pred = F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)[0].argmax(0).numpy()
+        pred = (
+            F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)[0]
+            .argmax(0)
+            .numpy()
+        )
         valid = label != 255
         hist += np.bincount(20 * label[valid] + pred[valid], minlength=400).reshape(20, 20)
     return hist

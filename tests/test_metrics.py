@@ -132,7 +132,9 @@ def test_padded_sample_mask_keeps_every_sample_exactly_once(n, world, shuffle):
     dataset = list(range(n))
     kept: list[int] = []
     for rank in range(world):
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=3)
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=3
+        )
         indices = list(sampler)
         seen = 0
         for start in range(0, len(indices), 2):  # batches of 2, like validation_step sees them

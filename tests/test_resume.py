@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-import lipnet_pl.data  # noqa: F401  (import the data layer before lipnet_pl.checkpoint)
 import lipnet_pl.callbacks as callbacks_mod
+import lipnet_pl.data  # noqa: F401  (import the data layer before lipnet_pl.checkpoint)
 from lipnet_pl.callbacks import AtomicCheckpointIO
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.losses import SegmentationLoss
@@ -44,7 +44,15 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("lip") / "LIP", train=8, val=2, test=1, seed=2, min_size=48, max_size=96)
+    return generate(
+        tmp_path_factory.mktemp("lip") / "LIP",
+        train=8,
+        val=2,
+        test=1,
+        seed=2,
+        min_size=48,
+        max_size=96,
+    )
 
 
 def test_atomic_save_keeps_previous_checkpoint_when_interrupted(tmp_path, monkeypatch):
@@ -68,22 +76,37 @@ def test_atomic_save_keeps_previous_checkpoint_when_interrupted(tmp_path, monkey
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_reaches_same_global_step(lip_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "lipnet_pl.train", *TINY, f"data.root={lip_root}", f"hydra.run.dir={run_dir}"]
+    args = [
+        sys.executable,
+        "-m",
+        "lipnet_pl.train",
+        *TINY,
+        f"data.root={lip_root}",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, "WANDB_MODE": "offline"}
     first = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = run_dir / "checkpoints"
     deadline = time.monotonic() + 120
-    while not any(ckpt_dir.glob("last*.ckpt")) and first.poll() is None and time.monotonic() < deadline:
+    while (
+        not any(ckpt_dir.glob("last*.ckpt"))
+        and first.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     still_running = first.poll() is None
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert still_running, "the run ended before its first checkpoint could be interrupted"
     assert not (run_dir / "run_summary.json").exists()
-    saved = {p.name: torch.load(p, weights_only=True)["global_step"] for p in ckpt_dir.glob("last*.ckpt")}
+    saved = {
+        p.name: torch.load(p, weights_only=True)["global_step"] for p in ckpt_dir.glob("last*.ckpt")
+    }
     assert saved and max(saved.values()) < EPOCHS * BATCHES, saved
 
-    resumed = subprocess.run([*args, "ckpt_path=last"], env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*args, "ckpt_path=last"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
     summary = json.loads((run_dir / "run_summary.json").read_text())
@@ -113,7 +136,9 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(lip_root, tmp_path, m
     last = tmp_path / "checkpoints" / "last-step.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4  # saved after step 4, before the NaN step
-    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
     assert load_model_from_checkpoint(last).net is not None
     # nothing newer than the good checkpoint was written
     for other in (tmp_path / "checkpoints").glob("*.ckpt"):
@@ -121,8 +146,15 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(lip_root, tmp_path, m
 
 
 def test_non_finite_gradients_stop_before_the_update():
-    net = {"name": "lipnet", "num_classes": 20, "stem_channels": 8, "widths": [8, 8, 16, 16, 16, 16],
-           "aspp_channels": 16, "decoder_channels": 16, "skip_channels": 8}
+    net = {
+        "name": "lipnet",
+        "num_classes": 20,
+        "stem_channels": 8,
+        "widths": [8, 8, 16, 16, 16, 16],
+        "aspp_channels": 16,
+        "decoder_channels": 16,
+        "skip_channels": 8,
+    }
     module = SegmentationModule(net=net)
     for p in module.net.parameters():
         p.grad = torch.zeros_like(p)

@@ -35,14 +35,30 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=2, test=1, seed=3, min_size=48, max_size=80)
+    return generate(
+        tmp_path_factory.mktemp("lip") / "LIP",
+        train=4,
+        val=2,
+        test=1,
+        seed=3,
+        min_size=48,
+        max_size=80,
+    )
 
 
 def _multirun(tmp_path, lip_root, *overrides):
     sweep_dir = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.train", "-m", *TINY, f"data.root={lip_root}",
-         f"hydra.sweep.dir={sweep_dir}", *overrides],
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.train",
+            "-m",
+            *TINY,
+            f"data.root={lip_root}",
+            f"hydra.sweep.dir={sweep_dir}",
+            *overrides,
+        ],
         env={**os.environ, "WANDB_MODE": "offline"},
         capture_output=True,
         text=True,
@@ -73,11 +89,15 @@ def test_multirun_over_named_presets_writes_summary_table(tmp_path, lip_root):
 
 @pytest.mark.slow
 def test_multirun_over_raw_dilation_lists(tmp_path, lip_root):
-    proc, sweep_dir = _multirun(tmp_path, lip_root, "model.net.dilations=[1,1,2,4,8,1],[1,2,4,8,16,1]")
+    proc, sweep_dir = _multirun(
+        tmp_path, lip_root, "model.net.dilations=[1,1,2,4,8,1],[1,2,4,8,16,1]"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _read_csv(sweep_dir / "sweep_summary.csv")
     assert [json.loads(r["dilations"]) for r in rows] == [[1, 1, 2, 4, 8, 1], [1, 2, 4, 8, 16, 1]]
-    assert rows[0]["params"] == rows[1]["params"]  # dilation changes the receptive field, not the size
+    assert (
+        rows[0]["params"] == rows[1]["params"]
+    )  # dilation changes the receptive field, not the size
 
 
 def test_multirun_with_ddp_is_refused_with_a_clear_message(tmp_path, lip_root):
@@ -96,17 +116,28 @@ def test_glob_of_dilation_presets_lists_every_preset():
     assert {"paper", "shallow"} <= set(presets)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         for name in presets:
-            cfg = compose("train", overrides=[f"model/dilations={name}", "paths.output_dir=/tmp/unused"])
+            cfg = compose(
+                "train", overrides=[f"model/dilations={name}", "paths.output_dir=/tmp/unused"]
+            )
             assert len(cfg.model.net.dilations) == 6
 
 
 def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
     for job, dil, miou in (("10", [1, 1, 1, 1, 1, 1], 0.25), ("2", [1, 1, 2, 4, 8, 1], 0.5)):
         (tmp_path / job).mkdir()
-        (tmp_path / job / "run_summary.json").write_text(json.dumps(
-            {"model": "lipnet", "dilations": dil, "params": 3960852, "gflops": 32.8,
-             "best_val_miou": miou, "train_images_per_s": 12.5, "overrides": [f"job={job}"]}
-        ))
+        (tmp_path / job / "run_summary.json").write_text(
+            json.dumps(
+                {
+                    "model": "lipnet",
+                    "dilations": dil,
+                    "params": 3960852,
+                    "gflops": 32.8,
+                    "best_val_miou": miou,
+                    "train_images_per_s": 12.5,
+                    "overrides": [f"job={job}"],
+                }
+            )
+        )
     csv_path, md_path = write_summary(tmp_path)
     rows = _read_csv(csv_path)
     assert [r["job"] for r in rows] == ["2", "10"]  # numeric job order, not lexicographic

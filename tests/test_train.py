@@ -32,7 +32,15 @@ TINY_NET = [
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
     """A tiny synthetic LIP set in the official layout (odd val count)."""
-    return generate(tmp_path_factory.mktemp("lip") / "LIP", train=6, val=3, test=1, seed=1, min_size=48, max_size=96)
+    return generate(
+        tmp_path_factory.mktemp("lip") / "LIP",
+        train=6,
+        val=3,
+        test=1,
+        seed=1,
+        min_size=48,
+        max_size=96,
+    )
 
 
 def tiny_overrides(root, out, *extra):
@@ -104,20 +112,30 @@ def test_lip_base_fast_dev_run_on_official_layout(lip_root, tmp_path, monkeypatc
 def test_checkpoint_follows_contract_and_reloads(lip_root, tmp_path):
     from lipnet_pl.checkpoint import load_model_from_checkpoint
 
-    summary = train(compose_config("train", tiny_overrides(lip_root, tmp_path, "module.loss.class_weights=null")))
+    summary = train(
+        compose_config(
+            "train", tiny_overrides(lip_root, tmp_path, "module.loss.class_weights=null")
+        )
+    )
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert summary["last_ckpt"] == str(last) and summary["best_ckpt"]
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # primitives only
     hp = ckpt["hyper_parameters"]
     assert hp["net"]["name"] == "lipnet" and hp["net"]["num_classes"] == 20
     assert hp["input_size"] == [64, 64]
-    assert len(hp["classes"]["names"]) == 20 and hp["classes"]["flip_pairs"] == [[14, 15], [16, 17], [18, 19]]
+    assert len(hp["classes"]["names"]) == 20 and hp["classes"]["flip_pairs"] == [
+        [14, 15],
+        [16, 17],
+        [18, 19],
+    ]
     assert set(hp["normalize"]) == {"mean", "std"}
     assert ckpt["state_dict"] and all(k.startswith("net.") for k in ckpt["state_dict"])
     assert ckpt["global_step"] == 2
 
     loaded = load_model_from_checkpoint(last)
-    module = SegmentationModule.load_from_checkpoint(last, map_location="cpu", weights_only=True).eval()
+    module = SegmentationModule.load_from_checkpoint(
+        last, map_location="cpu", weights_only=True
+    ).eval()
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         assert torch.allclose(loaded.net(x), module.net(x), atol=1e-6)
@@ -127,7 +145,9 @@ def test_checkpoint_follows_contract_and_reloads(lip_root, tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_saves_uncompiled_keys(lip_root, tmp_path):
-    overrides = tiny_overrides(lip_root, tmp_path, "module.compile=eager", "trainer.limit_train_batches=1")
+    overrides = tiny_overrides(
+        lip_root, tmp_path, "module.compile=eager", "trainer.limit_train_batches=1"
+    )
     train(compose_config("train", overrides))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["compile"] == "eager"
@@ -135,8 +155,15 @@ def test_compiled_training_saves_uncompiled_keys(lip_root, tmp_path):
 
 
 def _module(**kwargs):
-    net = {"name": "lipnet", "num_classes": 20, "stem_channels": 8, "widths": [8, 8, 16, 16, 16, 16],
-           "aspp_channels": 16, "decoder_channels": 16, "skip_channels": 8}
+    net = {
+        "name": "lipnet",
+        "num_classes": 20,
+        "stem_channels": 8,
+        "widths": [8, 8, 16, 16, 16, 16],
+        "aspp_channels": 16,
+        "decoder_channels": 16,
+        "skip_channels": 8,
+    }
     return SegmentationModule(net=net, input_size=(64, 64), **kwargs)
 
 
@@ -179,9 +206,17 @@ def test_loss_is_weighted_sum_of_ce_lovasz_dice():
     logits = torch.randn(2, 20, 16, 16)
     target = torch.randint(0, 20, (2, 16, 16))
     target[:, :3] = 255
-    parts = {k: SegmentationLoss(20, ce=float(k == "ce"), lovasz=float(k == "lovasz"), dice=float(k == "dice"))
-             for k in ("ce", "lovasz", "dice")}
+    parts = {
+        k: SegmentationLoss(
+            20, ce=float(k == "ce"), lovasz=float(k == "lovasz"), dice=float(k == "dice")
+        )
+        for k in ("ce", "lovasz", "dice")
+    }
     values = {k: float(loss(logits, target)) for k, loss in parts.items()}
-    assert values["ce"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, target, ignore_index=255)))
+    assert values["ce"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, target, ignore_index=255))
+    )
     combined = SegmentationLoss(20, ce=1.0, lovasz=0.5, dice=2.0)(logits, target)
-    assert float(combined) == pytest.approx(values["ce"] + 0.5 * values["lovasz"] + 2.0 * values["dice"], rel=1e-5)
+    assert float(combined) == pytest.approx(
+        values["ce"] + 0.5 * values["lovasz"] + 2.0 * values["dice"], rel=1e-5
+    )

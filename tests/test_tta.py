@@ -26,7 +26,9 @@ class SwapEquivariant(nn.Module):
 
 def _g():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 20, 5, padding=2)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 20, 5, padding=2)
+    ).eval()
 
 
 def test_flip_tta_on_equivariant_model_matches_plain_prediction():

@@ -49,7 +49,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning CheckpointIO whose saves are atomic on local disks (temp file + fsync + rename)."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
+    ) -> None:
         if "://" in str(path) and not str(path).startswith("file://"):
             return super().save_checkpoint(checkpoint, path, storage_options)  # remote: fsspec
         if storage_options is not None:
@@ -73,12 +75,11 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class ThroughputMonitor(Callback):
-    """Training images per second (wall time of training batches, data loading included)."""
+    """Training images per second: forward + backward + optimiser time per batch (data loading excluded)."""
 
     def __init__(self) -> None:
         self.images = 0
         self.seconds = 0.0
-        self._epoch_start: float | None = None
         self._batch_start: float | None = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:

@@ -30,7 +30,13 @@ def predict_samples(ckpt: str, images: list[str], out_dir: Path) -> Path:
 
     cfg = _compose(
         "predict",
-        [f"ckpt_path={ckpt}", f"input=[{','.join(images)}]", f"output={out_dir}", "tta.flip=true", "device=cpu"],
+        [
+            f"ckpt_path={ckpt}",
+            f"input=[{','.join(images)}]",
+            f"output={out_dir}",
+            "tta.flip=true",
+            "device=cpu",
+        ],
     )
     run(cfg)
     return out_dir
@@ -44,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     run_dir = Path("outputs/demo/runs") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     train_cfg = _compose("train", ["experiment=demo", f"paths.output_dir={run_dir}", *extra])
-    print(f"[demo] training {train_cfg.model.net.name} on synthetic LIP at {train_cfg.data.root} -> {run_dir}")
+    print(
+        f"[demo] training {train_cfg.model.net.name} on synthetic LIP at {train_cfg.data.root} -> {run_dir}"
+    )
     try:
         summary = train(train_cfg)
         ckpt = summary.get("best_ckpt") or summary.get("last_ckpt")
@@ -66,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserFacingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    pred_dir = predict_samples(ckpt, _test_images(Path(train_cfg.data.root), 4), run_dir / "predictions")
+    pred_dir = predict_samples(
+        ckpt, _test_images(Path(train_cfg.data.root), 4), run_dir / "predictions"
+    )
     wall = time.perf_counter() - start
     files = results["files"]
     print()
@@ -77,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  confusion matrix    {files['confusion_plot']}")
     print(f"  validation panels   {run_dir / 'figures'}")
     print(f"  test predictions    {pred_dir}")
-    print(f"  pixel acc {results['pixel_acc']:.3f} | mean acc {results['mean_acc']:.3f} | "
-          f"paper per-image mIoU (not comparable) {results['paper_miou_per_image']:.3f}")
+    print(
+        f"  pixel acc {results['pixel_acc']:.3f} | mean acc {results['mean_acc']:.3f} | "
+        f"paper per-image mIoU (not comparable) {results['paper_miou_per_image']:.3f}"
+    )
     print(f"val mIoU: {results['miou']:.2f}")
     return 0
 

@@ -33,10 +33,14 @@ def load_module(ckpt_path: str | Path, **overrides: Any):
             f"ckpt_path={ckpt_path} does not exist: pass a .ckpt from a training run, e.g. "
             "ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
         )
-    return SegmentationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
+    return SegmentationModule.load_from_checkpoint(
+        path, map_location="cpu", weights_only=True, **overrides
+    )
 
 
-def write_reports(results: dict[str, Any], names: list[str], out_dir: Path, extra: dict[str, Any]) -> dict[str, Path]:
+def write_reports(
+    results: dict[str, Any], names: list[str], out_dir: Path, extra: dict[str, Any]
+) -> dict[str, Path]:
     """metrics.json, the per-class IoU Markdown table and the two figures."""
     from lipnet_pl.plots import iou_markdown_table, plot_confusion_matrix, plot_per_class_iou
 
@@ -50,7 +54,9 @@ def write_reports(results: dict[str, Any], names: list[str], out_dir: Path, extr
     files["metrics"].write_text(json.dumps({**results, **extra}, indent=2))
     headline = {k: results[k] for k in ("miou", "pixel_acc", "mean_acc", "paper_miou_per_image")}
     files["table"].write_text(iou_markdown_table(results["iou"], headline))
-    plot_per_class_iou(results["iou"], files["iou_plot"], title=f"per-class IoU (mIoU {100 * results['miou']:.2f})")
+    plot_per_class_iou(
+        results["iou"], files["iou_plot"], title=f"per-class IoU (mIoU {100 * results['miou']:.2f})"
+    )
     plot_confusion_matrix(results["confmat"], names, files["confusion_plot"])
     return files
 
@@ -60,7 +66,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import RichProgressBar
 
     tta = to_primitive(cfg.get("tta")) or {"flip": False, "scales": [1.0]}
-    module = load_module(cfg.ckpt_path, tta=tta, compile=False, log_images=int(cfg.get("log_images", 4)))
+    module = load_module(
+        cfg.ckpt_path, tta=tta, compile=False, log_images=int(cfg.get("log_images", 4))
+    )
     hp = module.hparams
     # the data must look like what the network was trained on: its classes, size and normalisation
     dm = build_datamodule(
@@ -77,7 +85,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not trainer.is_global_zero:
         return {}
     results = module.last_val_results
-    extra = {"ckpt_path": str(cfg.ckpt_path), "tta": tta, "input_size": hp["input_size"], "net": hp["net"]}
+    extra = {
+        "ckpt_path": str(cfg.ckpt_path),
+        "tta": tta,
+        "input_size": hp["input_size"],
+        "net": hp["net"],
+    }
     files = write_reports(results, list(module.class_info.names), Path(cfg.paths.output_dir), extra)
     log.info("metrics: %s", files["metrics"])
     return {**results, "files": {k: str(v) for k, v in files.items()}}

@@ -33,7 +33,9 @@ class SegmentationLoss(nn.Module):
             if value is None or float(value) < 0:
                 raise ValueError(f"module.loss.{key} must be a weight >= 0, got {value!r}")
         if sum(float(v) for v in weights.values()) <= 0:
-            raise ValueError(f"module.loss: all loss weights are 0 ({weights}); enable at least one")
+            raise ValueError(
+                f"module.loss: all loss weights are 0 ({weights}); enable at least one"
+            )
         self.weights = {k: float(v) for k, v in weights.items()}
         weight = None
         if class_weights is not None:

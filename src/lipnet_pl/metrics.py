@@ -92,7 +92,10 @@ class LIPSegmentationMetrics(Metric):
                 raise ValueError(f"expected an [H, W] label map, got {tuple(target.shape)}")
             if tuple(logit.shape[-2:]) != tuple(target.shape):
                 logit = F.interpolate(
-                    logit[None].float(), size=tuple(target.shape), mode="bilinear", align_corners=False
+                    logit[None].float(),
+                    size=tuple(target.shape),
+                    mode="bilinear",
+                    align_corners=False,
                 )[0]
             pred = logit.argmax(dim=0)
             cm = multiclass_confusion_matrix(

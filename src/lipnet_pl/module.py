@@ -18,8 +18,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import Tensor
 from torch.utils.data import DistributedSampler
 
 from lipnet_pl.data.classes import ClassInfo
@@ -28,8 +28,20 @@ from lipnet_pl.metrics import LIPSegmentationMetrics
 from lipnet_pl.tta import predict_logits
 from lipnet_pl.viz import denormalize, panel
 
-DEFAULT_OPTIMIZER = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": False}
-DEFAULT_SCHEDULER = {"name": "poly", "power": 0.9, "warmup_steps": 0, "warmup_ratio": 0.0, "min_lr_ratio": 0.0}
+DEFAULT_OPTIMIZER = {
+    "name": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "nesterov": False,
+}
+DEFAULT_SCHEDULER = {
+    "name": "poly",
+    "power": 0.9,
+    "warmup_steps": 0,
+    "warmup_ratio": 0.0,
+    "min_lr_ratio": 0.0,
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -82,7 +94,9 @@ class SegmentationModule(pl.LightningModule):
         from lipnet_pl.models import build_model
 
         if not isinstance(net, dict) or "name" not in net:
-            raise ValueError(f"module: net must be a dict with at least 'name' (model.net), got {net!r}")
+            raise ValueError(
+                f"module: net must be a dict with at least 'name' (model.net), got {net!r}"
+            )
         info = ClassInfo.from_config(classes)
         net = dict(net)
         net.setdefault("num_classes", info.num_classes)
@@ -135,7 +149,9 @@ class SegmentationModule(pl.LightningModule):
             self.net = convert_sync_batchnorm(self.net)
         if self.hparams["compile"] and self._compiled is None:
             # compile a handle, never assign it to self.net: no `_orig_mod.` in checkpoints
-            backend = "inductor" if self.hparams["compile"] is True else str(self.hparams["compile"])
+            backend = (
+                "inductor" if self.hparams["compile"] is True else str(self.hparams["compile"])
+            )
             object.__setattr__(self, "_compiled", torch.compile(self.net, backend=backend))
 
     def forward(self, images: Tensor) -> Tensor:
@@ -162,7 +178,9 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss_fn(logits, masks)
         bad = ~torch.isfinite(loss.detach())
         if self.trainer.world_size > 1:  # every rank must stop together, or the others hang
-            bad = torch.as_tensor(self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False))
+            bad = torch.as_tensor(
+                self.trainer.strategy.reduce_boolean_decision(bool(bad), all=False)
+            )
         if bool(bad):
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at global step {self.global_step} "
@@ -170,7 +188,14 @@ class SegmentationModule(pl.LightningModule):
                 "is written, the last good checkpoint is kept. Lower module.optimizer.lr, add "
                 "warm-up (module.scheduler.warmup_steps) or check the data."
             )
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=images.shape[0])
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=images.shape[0],
+        )
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -194,10 +219,15 @@ class SegmentationModule(pl.LightningModule):
         groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
         if name == "sgd":
             optimizer = torch.optim.SGD(
-                groups, lr=lr, momentum=float(opt.get("momentum", 0.9)), nesterov=bool(opt.get("nesterov", False))
+                groups,
+                lr=lr,
+                momentum=float(opt.get("momentum", 0.9)),
+                nesterov=bool(opt.get("nesterov", False)),
             )
         elif name == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(opt.get("betas", (0.9, 0.999))))
+            optimizer = torch.optim.AdamW(
+                groups, lr=lr, betas=tuple(opt.get("betas", (0.9, 0.999)))
+            )
         else:
             raise ValueError(f"module.optimizer.name must be 'sgd' or 'adamw', got {name!r}")
         return {
@@ -213,9 +243,13 @@ class SegmentationModule(pl.LightningModule):
         cfg = self.hparams["scheduler"]
         name = str(cfg["name"]).lower()
         if name not in ("poly", "cosine", "constant"):
-            raise ValueError(f"module.scheduler.name must be poly, cosine or constant, got {name!r}")
+            raise ValueError(
+                f"module.scheduler.name must be poly, cosine or constant, got {name!r}"
+            )
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(cfg.get("warmup_steps") or 0) or int(float(cfg.get("warmup_ratio") or 0.0) * total)
+        warmup = int(cfg.get("warmup_steps") or 0) or int(
+            float(cfg.get("warmup_ratio") or 0.0) * total
+        )
         power, floor = float(cfg.get("power", 0.9)), float(cfg.get("min_lr_ratio", 0.0))
 
         def factor(step: int) -> float:
@@ -250,7 +284,11 @@ class SegmentationModule(pl.LightningModule):
             self.val_metrics.update([logits[i] for i in kept], [masks[i] for i in kept])
         if batch_idx == 0 and self._panel_batch is None and self.hparams["log_images"] > 0:
             n = self.hparams["log_images"]
-            self._panel_batch = (images[:n].detach().cpu(), [m.cpu() for m in masks[:n]], logits[:n].argmax(1).cpu())
+            self._panel_batch = (
+                images[:n].detach().cpu(),
+                [m.cpu() for m in masks[:n]],
+                logits[:n].argmax(1).cpu(),
+            )
 
     def on_validation_epoch_end(self) -> None:
         res = self.val_metrics.compute()
@@ -284,10 +322,20 @@ class SegmentationModule(pl.LightningModule):
         norm = self.hparams["normalize"]
         rows = []
         for image, mask, pred in zip(images, masks, preds, strict=True):
-            gt = F.interpolate(mask[None, None].float(), size=pred.shape, mode="nearest")[0, 0].long()
-            rows.append(panel(denormalize(image, norm["mean"], norm["std"]), gt, pred, self.class_info.palette))
+            gt = F.interpolate(mask[None, None].float(), size=pred.shape, mode="nearest")[
+                0, 0
+            ].long()
+            rows.append(
+                panel(
+                    denormalize(image, norm["mean"], norm["std"]), gt, pred, self.class_info.palette
+                )
+            )
         grid = np.concatenate(rows, axis=0)
-        out = Path(self.trainer.default_root_dir) / "figures" / f"val_panel_epoch{self.current_epoch:03d}.png"
+        out = (
+            Path(self.trainer.default_root_dir)
+            / "figures"
+            / f"val_panel_epoch{self.current_epoch:03d}.png"
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         from PIL import Image
 

@@ -27,7 +27,9 @@ def iou_markdown_table(iou: Mapping[str, float], summary: Mapping[str, float] | 
     return "\n".join(lines) + "\n"
 
 
-def plot_per_class_iou(iou: Mapping[str, float], path: str | Path, title: str = "per-class IoU") -> Path:
+def plot_per_class_iou(
+    iou: Mapping[str, float], path: str | Path, title: str = "per-class IoU"
+) -> Path:
     """Horizontal bar chart of per-class IoU with the mean as a dashed line."""
     names = list(iou)
     values = np.array([100 * float(iou[n]) for n in names])
@@ -48,7 +50,9 @@ def plot_confusion_matrix(confmat, names: Sequence[str], path: str | Path) -> Pa
     """Row-normalised confusion matrix (rows: ground truth, columns: prediction) as a heat map."""
     cm = np.asarray(confmat, dtype=np.float64)
     if cm.shape != (len(names), len(names)):
-        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(names)} class names")
+        raise ValueError(
+            f"confusion matrix shape {cm.shape} does not match {len(names)} class names"
+        )
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1.0)
     size = 0.42 * len(names) + 2
     fig, ax = plt.subplots(figsize=(size + 1, size))

@@ -18,13 +18,26 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("job", "model", "dilations", "params", "gflops", "best_val_miou", "train_images_per_s", "overrides")
+COLUMNS = (
+    "job",
+    "model",
+    "dilations",
+    "params",
+    "gflops",
+    "best_val_miou",
+    "train_images_per_s",
+    "overrides",
+)
 
 
-def collect_rows(sweep_dir: str | Path, summary_name: str = "run_summary.json") -> list[dict[str, Any]]:
+def collect_rows(
+    sweep_dir: str | Path, summary_name: str = "run_summary.json"
+) -> list[dict[str, Any]]:
     """One row per job folder of ``sweep_dir`` that holds a run summary, in job order."""
     rows = []
-    for path in sorted(Path(sweep_dir).rglob(summary_name), key=lambda p: _job_key(p, Path(sweep_dir))):
+    for path in sorted(
+        Path(sweep_dir).rglob(summary_name), key=lambda p: _job_key(p, Path(sweep_dir))
+    ):
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
@@ -64,7 +77,9 @@ def _fmt(key: str, value: Any) -> str:
     return str(value)
 
 
-def write_summary(sweep_dir: str | Path, filename: str = "sweep_summary") -> tuple[Path, Path] | None:
+def write_summary(
+    sweep_dir: str | Path, filename: str = "sweep_summary"
+) -> tuple[Path, Path] | None:
     """Write ``<filename>.csv`` and ``<filename>.md`` in ``sweep_dir``; None when no job reported."""
     sweep_dir = Path(sweep_dir)
     rows = collect_rows(sweep_dir)
@@ -76,8 +91,19 @@ def write_summary(sweep_dir: str | Path, filename: str = "sweep_summary") -> tup
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
-    headers = ["job", "model", "dilations", "params", "GFLOPs", "best val mIoU (%)", "train img/s", "overrides"]
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
+            )
+    headers = [
+        "job",
+        "model",
+        "dilations",
+        "params",
+        "GFLOPs",
+        "best val mIoU (%)",
+        "train img/s",
+        "overrides",
+    ]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
         lines.append("| " + " | ".join(_fmt(k, row[k]) for k in COLUMNS) + " |")

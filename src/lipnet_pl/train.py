@@ -93,7 +93,11 @@ def _instantiate_dict(group: DictConfig | None) -> list[Any]:
     """Instantiate every ``_target_`` entry of a callbacks/logger group."""
     if not group:
         return []
-    return [hydra.utils.instantiate(v) for v in group.values() if isinstance(v, DictConfig) and "_target_" in v]
+    return [
+        hydra.utils.instantiate(v, _convert_="all")
+        for v in group.values()
+        if isinstance(v, DictConfig) and "_target_" in v
+    ]
 
 
 def build_module(cfg: DictConfig, dm):
@@ -137,7 +141,11 @@ def write_run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[s
     from lipnet_pl.models.summary import count_gflops, count_parameters
 
     best_cb = next(
-        (cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and not isinstance(cb, StepCheckpoint)),
+        (
+            cb
+            for cb in trainer.callbacks
+            if isinstance(cb, ModelCheckpoint) and not isinstance(cb, StepCheckpoint)
+        ),
         None,
     )
     best = None

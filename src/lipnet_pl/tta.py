@@ -38,7 +38,11 @@ def predict_logits(
     if not scales or any(s <= 0 for s in scales):
         raise ValueError(f"scales must be positive factors, got {list(scales)}")
     size = (int(images.shape[-2]), int(images.shape[-1]))
-    perm = None if flip_permutation is None else torch.as_tensor(list(flip_permutation), dtype=torch.long)
+    perm = (
+        None
+        if flip_permutation is None
+        else torch.as_tensor(list(flip_permutation), dtype=torch.long)
+    )
     total: Tensor | None = None
     count = 0
     for scale in scales:
