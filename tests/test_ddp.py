@@ -14,7 +14,6 @@ from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.eval import evaluate
-from lipnet_pl.train import train
 from lipnet_pl.utils import compose_config
 
 TINY_NET = [
@@ -29,25 +28,33 @@ VAL = 5  # odd: the DistributedSampler pads rank 1 with a duplicate of sample 0
 
 @pytest.mark.slow
 def test_ddp_sim_validation_equals_single_process(tmp_path):
-    root = generate(tmp_path / "LIP", train=4, val=VAL, test=1, seed=5, min_size=48, max_size=96)
+    root = generate(tmp_path / "LIP", train=8, val=VAL, test=1, seed=5, min_size=48, max_size=96)
     data = ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.num_workers=0"]
-    summary = train(
-        compose_config(
-            "train",
-            [
-                *data,
-                "data.batch_size=2",
-                "trainer=cpu",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=2",
-                "logger=none",
-                "callbacks.progress_bar=null",
-                f"paths.output_dir={tmp_path / 'train'}",
-                *TINY_NET,
-            ],
-        )
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    # training itself runs under DDP too (2 processes, global batch 4 = 2 per process)
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.train",
+            *data,
+            "data.batch_size=4",
+            "trainer=ddp_sim",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "logger=none",
+            "callbacks.progress_bar=null",
+            f"hydra.run.dir={tmp_path / 'train'}",
+            *TINY_NET,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    ckpt = summary["last_ckpt"]
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert json.loads((tmp_path / "train" / "run_summary.json").read_text())["global_step"] == 2
+    ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     common = [f"ckpt_path={ckpt}", *data, "tta.flip=true", "log_images=0"]
 
     single = evaluate(
@@ -73,7 +80,7 @@ def test_ddp_sim_validation_equals_single_process(tmp_path):
             "data.batch_size=4",
             f"hydra.run.dir={ddp_dir}",
         ],
-        env={**os.environ, "WANDB_MODE": "offline"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,

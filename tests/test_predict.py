@@ -70,7 +70,7 @@ def predict_cfg(**overrides):
 def expected_labels(ckpt: Path, image: np.ndarray):
     """Independent recomputation: normalise, stretch to input_size, net, logits back, argmax."""
     loaded = load_model_from_checkpoint(ckpt)
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1).float().div(255).unsqueeze(0)
     x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     x = F.interpolate(x, size=INPUT_SIZE, mode="bilinear", align_corners=False, antialias=True)
     with torch.no_grad():

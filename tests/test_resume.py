@@ -113,6 +113,16 @@ def test_sigkill_mid_run_then_resume_reaches_same_global_step(lip_root, tmp_path
     # an uninterrupted run ends at max_epochs * limit_train_batches optimiser steps
     assert summary["global_step"] == EPOCHS * BATCHES
     assert summary["epochs"] == EPOCHS
+    # per-class IoU and both metric families are logged every validation epoch
+    header = (
+        next((run_dir / "logs" / "csv").rglob("metrics.csv")).read_text().splitlines()[0].split(",")
+    )
+    assert {
+        "val/miou",
+        "val/paper_miou_per_image",
+        "val/iou/Left-arm",
+        "val/iou/Background",
+    } <= set(header)
 
 
 @pytest.mark.slow

@@ -100,6 +100,7 @@ def test_multirun_over_raw_dilation_lists(tmp_path, lip_root):
     )  # dilation changes the receptive field, not the size
 
 
+@pytest.mark.slow
 def test_multirun_with_ddp_is_refused_with_a_clear_message(tmp_path, lip_root):
     proc, _ = _multirun(tmp_path, lip_root, "trainer=ddp_sim", "model/dilations=paper,shallow")
     assert proc.returncode == 2

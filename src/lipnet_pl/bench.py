@@ -251,6 +251,7 @@ def _resolve_device(name: str) -> torch.device:
 def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
     """Benchmark every selected model; write JSON/Markdown/plot into ``output_dir``."""
     device = _resolve_device(str(cfg.device))
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
     profile = _profile(cfg, device)
     models = _selected_models(cfg)
     compiled = _compiled_models(profile, list(models))
@@ -417,6 +418,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], float]:
             "model": cfg.speedup_model,
             "fast_variant": "from the table",
         }
+    speedup["load_average_at_start"] = load_at_start
     write_outputs(cfg, results, device, output_dir, speedup)
     return results, float(speedup["speedup"])
 
@@ -478,7 +480,9 @@ def to_markdown(results: list[Result], meta: dict) -> str:
         f"- device: {meta['device']}",
         f"- torch {meta['torch']}, "
         f"threads {meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}",
-        f"- load average at the end (1/5/15 min): {meta['load_average_1_5_15']}",
+        f"- load average (1/5/15 min) at the start "
+        f"{meta['fast_path_speedup_detail'].get('load_average_at_start', 'n/a')}, at the end "
+        f"{meta['load_average_1_5_15']} (other processes distort CPU timings)",
         "",
     ]
     for kind, title in (

@@ -142,7 +142,10 @@ class SegmentationModule(pl.LightningModule):
 
     # ----------------------------------------------------------------------------- forward
     def setup(self, stage: str) -> None:
-        if self.hparams["sync_batchnorm"] and self.trainer.world_size > 1:
+        on_gpu = (
+            self.trainer.strategy.root_device.type == "cuda"
+        )  # torch's SyncBatchNorm is GPU-only
+        if self.hparams["sync_batchnorm"] and self.trainer.world_size > 1 and on_gpu:
             from timm.layers import convert_sync_batchnorm
 
             # timm's converter keeps BatchNormAct2d's activation (torch's does not).
