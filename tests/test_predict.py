@@ -125,7 +125,8 @@ def test_predict_folder_writes_labels_equal_to_the_argmax(ckpt, tmp_path):
         assert mismatch.mean() < 0.001
         assert np.array_equal(np.asarray(Image.open(out / "color" / rel)), colorize(label))
         assert Image.open(out / "overlay" / rel).size == label_img.size
-        assert (out / "legend" / rel).is_file()
+        legend_img = Image.open(out / "legend" / rel)
+        assert legend_img.height == 4 + 20 * len(np.unique(label))  # one row per class present
 
 
 def test_flip_tta_runs_and_keeps_sizes(ckpt, tmp_path):

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from lipnet_pl.data.classes import ClassInfo
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = tuple(IMAGENET_DEFAULT_MEAN)
+IMAGENET_STD = tuple(IMAGENET_DEFAULT_STD)
 
 
 @dataclass
@@ -35,7 +36,9 @@ class LoadedModel:
     hparams: dict
 
 
-def load_model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
+def load_model_from_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> LoadedModel:
     """Load ``path`` (a ``.ckpt`` from training) into a plain ``nn.Module`` in eval mode."""
     from lipnet_pl.models import build_model
 

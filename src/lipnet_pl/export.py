@@ -23,7 +23,6 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from torch import nn
 
-import lipnet_pl.data  # noqa: F401  first: lipnet_pl.checkpoint <-> data.datamodule import cycle
 from lipnet_pl.checkpoint import load_model_from_checkpoint
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 

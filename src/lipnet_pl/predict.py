@@ -34,7 +34,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-import lipnet_pl.data  # noqa: F401  first: lipnet_pl.checkpoint <-> data.datamodule import cycle
 from lipnet_pl.checkpoint import (
     IMAGENET_MEAN,
     IMAGENET_STD,

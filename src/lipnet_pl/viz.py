@@ -49,7 +49,9 @@ def denormalize(image: torch.Tensor, mean, std) -> np.ndarray:
 
 def panel(image: np.ndarray, target, prediction, palette=LIP_PALETTE) -> np.ndarray:
     """image | ground truth | prediction side by side (all HxW of the image)."""
-    return np.concatenate([np.asarray(image), colorize(target, palette), colorize(prediction, palette)], axis=1)
+    return np.concatenate(
+        [np.asarray(image), colorize(target, palette), colorize(prediction, palette)], axis=1
+    )
 
 
 def legend(

@@ -86,7 +86,9 @@ class ClassInfo:
             )
         for colour in self.palette:
             if len(colour) != 3 or not all(0 <= int(c) <= 255 for c in colour):
-                raise ValueError(f"classes.palette entry {list(colour)} is not an [r, g, b] in 0..255")
+                raise ValueError(
+                    f"classes.palette entry {list(colour)} is not an [r, g, b] in 0..255"
+                )
         if 0 <= self.ignore_index < n:
             raise ValueError(
                 f"classes.ignore_index={self.ignore_index} collides with a class id (0..{n - 1})"
@@ -95,7 +97,9 @@ class ClassInfo:
         seen: set[int] = set()
         for pair in self.flip_pairs:
             if len(pair) != 2:
-                raise ValueError(f"classes.flip_pairs entry {list(pair)} is not a [left, right] pair")
+                raise ValueError(
+                    f"classes.flip_pairs entry {list(pair)} is not a [left, right] pair"
+                )
             a, b = int(pair[0]), int(pair[1])
             for c in (a, b):
                 if not 0 <= c < n:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from torch.utils.data import DataLoader
 
-from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout

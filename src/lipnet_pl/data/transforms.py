@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
+from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2._utils import query_size
 
-from lipnet_pl.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from lipnet_pl.data.classes import IGNORE_INDEX
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
