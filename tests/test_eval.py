@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import lipnet_pl.data  # noqa: F401  (import the data layer before lipnet_pl.checkpoint)
 from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate

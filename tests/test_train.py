@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import lipnet_pl.data  # noqa: F401  (import the data layer before lipnet_pl.checkpoint)
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.losses import SegmentationLoss
 from lipnet_pl.module import SegmentationModule
