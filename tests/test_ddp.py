@@ -12,23 +12,16 @@ import pytest
 
 from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.data.synthetic import generate
 from lipnet_pl.eval import evaluate
 from lipnet_pl.utils import compose_config
+from tiny import TINY_NET, tiny_lip
 
-TINY_NET = [
-    "model.net.stem_channels=8",
-    "model.net.widths=[8,8,16,16,16,16]",
-    "model.net.aspp_channels=16",
-    "model.net.decoder_channels=16",
-    "model.net.skip_channels=8",
-]
 VAL = 5  # odd: the DistributedSampler pads rank 1 with a duplicate of sample 0
 
 
 @pytest.mark.slow
 def test_ddp_sim_validation_equals_single_process(tmp_path):
-    root = generate(tmp_path / "LIP", train=8, val=VAL, test=1, seed=5, min_size=48, max_size=96)
+    root = tiny_lip(tmp_path / "LIP", train=8, val=VAL, seed=5)
     data = ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.num_workers=0"]
     env = {**os.environ, "WANDB_MODE": "offline"}
     # training itself runs under DDP too (2 processes, global batch 4 = 2 per process)

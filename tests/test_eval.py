@@ -12,34 +12,18 @@ from PIL import Image
 
 from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.data.synthetic import generate
 from lipnet_pl.data.transforms import EvalTransform
 from lipnet_pl.eval import evaluate
 from lipnet_pl.train import UserFacingError, train
 from lipnet_pl.tta import predict_logits
 from lipnet_pl.utils import compose_config
-
-TINY_NET = [
-    "model.net.stem_channels=8",
-    "model.net.widths=[8,8,16,16,16,16]",
-    "model.net.aspp_channels=16",
-    "model.net.decoder_channels=16",
-    "model.net.skip_channels=8",
-]
+from tiny import TINY_NET, tiny_lip
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(data root, checkpoint path) of a 2-step training run on a tiny synthetic set."""
-    root = generate(
-        tmp_path_factory.mktemp("lip") / "LIP",
-        train=4,
-        val=3,
-        test=1,
-        seed=4,
-        min_size=48,
-        max_size=96,
-    )
+    root = tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=3, seed=4)
     out = tmp_path_factory.mktemp("train")
     cfg = compose_config(
         "train",

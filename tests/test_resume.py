@@ -14,11 +14,11 @@ import torch
 
 import lipnet_pl.callbacks as callbacks_mod
 from lipnet_pl.callbacks import AtomicCheckpointIO
-from lipnet_pl.data.synthetic import generate
 from lipnet_pl.losses import SegmentationLoss
 from lipnet_pl.module import NonFiniteLossError, SegmentationModule
 from lipnet_pl.train import train
 from lipnet_pl.utils import compose_config
+from tiny import TINY_NET, tiny_lip
 
 EPOCHS, BATCHES = 3, 4
 TINY = [
@@ -33,25 +33,13 @@ TINY = [
     "callbacks.step_checkpoint.every_n_train_steps=2",
     "callbacks.progress_bar=null",
     "logger=csv",
-    "model.net.stem_channels=8",
-    "model.net.widths=[8,8,16,16,16,16]",
-    "model.net.aspp_channels=16",
-    "model.net.decoder_channels=16",
-    "model.net.skip_channels=8",
+    *TINY_NET,
 ]
 
 
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("lip") / "LIP",
-        train=8,
-        val=2,
-        test=1,
-        seed=2,
-        min_size=48,
-        max_size=96,
-    )
+    return tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=8, val=2, seed=2)
 
 
 def test_atomic_save_keeps_previous_checkpoint_when_interrupted(tmp_path, monkeypatch):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lipnet_pl.data.synthetic import generate
 from lipnet_pl.sweep import write_summary
+from tiny import TINY_NET, tiny_lip
 
 TINY = [
     "data=lip",
@@ -25,25 +25,13 @@ TINY = [
     "trainer.limit_val_batches=1",
     "logger=none",
     "callbacks.progress_bar=null",
-    "model.net.stem_channels=8",
-    "model.net.widths=[8,8,16,16,16,16]",
-    "model.net.aspp_channels=16",
-    "model.net.decoder_channels=16",
-    "model.net.skip_channels=8",
+    *TINY_NET,
 ]
 
 
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
-    return generate(
-        tmp_path_factory.mktemp("lip") / "LIP",
-        train=4,
-        val=2,
-        test=1,
-        seed=3,
-        min_size=48,
-        max_size=80,
-    )
+    return tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=2, seed=3, max_size=80)
 
 
 def _multirun(tmp_path, lip_root, *overrides):

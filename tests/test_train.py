@@ -13,33 +13,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lipnet_pl.data.synthetic import generate
 from lipnet_pl.losses import SegmentationLoss
 from lipnet_pl.module import SegmentationModule
 from lipnet_pl.train import train
 from lipnet_pl.utils import compose_config
-
-TINY_NET = [
-    "model.net.stem_channels=8",
-    "model.net.widths=[8,8,16,16,16,16]",
-    "model.net.aspp_channels=16",
-    "model.net.decoder_channels=16",
-    "model.net.skip_channels=8",
-]
+from tiny import TINY_NET, tiny_lip
 
 
 @pytest.fixture(scope="module")
 def lip_root(tmp_path_factory):
     """A tiny synthetic LIP set in the official layout (odd val count)."""
-    return generate(
-        tmp_path_factory.mktemp("lip") / "LIP",
-        train=6,
-        val=3,
-        test=1,
-        seed=1,
-        min_size=48,
-        max_size=96,
-    )
+    return tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=6, val=3, seed=1)
 
 
 def tiny_overrides(root, out, *extra):
