@@ -20,16 +20,9 @@ from lipnet_pl.export import (
 )
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
+from tiny import TINY_LIPNET_KWARGS
 
-TINY_NET = dict(
-    name="lipnet",
-    num_classes=20,
-    stem_channels=8,
-    widths=[8, 8, 16, 16, 32, 32],
-    aspp_channels=32,
-    decoder_channels=32,
-    skip_channels=8,
-)
+TINY_NET = dict(name="lipnet", num_classes=20, **TINY_LIPNET_KWARGS)
 
 
 def tiny_model() -> torch.nn.Module:

@@ -8,14 +8,7 @@ from torch import nn
 
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm, make_fast
-
-TINY_LIPNET = dict(
-    stem_channels=8,
-    widths=[8, 8, 16, 16, 32, 32],
-    aspp_channels=32,
-    decoder_channels=32,
-    skip_channels=8,
-)
+from tiny import TINY_LIPNET_KWARGS
 
 
 def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -34,7 +27,7 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("lipnet", TINY_LIPNET), ("deeplabv3plus", {"encoder_name": "resnet18"})],
+    [("lipnet", TINY_LIPNET_KWARGS), ("deeplabv3plus", {"encoder_name": "resnet18"})],
     ids=["lipnet", "deeplabv3plus_resnet18"],
 )
 def test_fast_path_matches_plain_model(name, kwargs):

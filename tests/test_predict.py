@@ -15,19 +15,13 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from lipnet_pl.checkpoint import load_model_from_checkpoint
+from lipnet_pl.data.dataset import decode_image
 from lipnet_pl.models import build_model
 from lipnet_pl.predict import CONFIG_DIR, run
 from lipnet_pl.viz import colorize
+from tiny import TINY_LIPNET_KWARGS
 
-TINY_NET = dict(
-    name="lipnet",
-    num_classes=20,
-    stem_channels=8,
-    widths=[8, 8, 16, 16, 32, 32],
-    aspp_channels=32,
-    decoder_channels=32,
-    skip_channels=8,
-)
+TINY_NET = dict(name="lipnet", num_classes=20, **TINY_LIPNET_KWARGS)
 INPUT_SIZE = (48, 40)  # not the images' sizes: resize there and back is exercised
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -95,12 +89,10 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
     Image.fromarray(gray, mode="L").save(folder / "gray.jpg")
     (folder / "corrupt.jpg").write_bytes(b"this is not a jpeg")
     (folder / "notes.txt").write_text("not an image")
-    # the network sees what PIL decodes (JPEG is lossy): read the files back
-    out = {}
-    for name in [*images, "gray.jpg"]:
-        with Image.open(folder / name) as img:
-            out[name] = np.asarray(img.convert("RGB"))
-    return out
+    # the network sees what the data layer decodes (JPEG is lossy): read the files back with it
+    return {
+        name: decode_image(folder / name).permute(1, 2, 0).numpy() for name in [*images, "gray.jpg"]
+    }
 
 
 def test_predict_folder_writes_labels_equal_to_the_argmax(ckpt, tmp_path):
@@ -110,7 +102,7 @@ def test_predict_folder_writes_labels_equal_to_the_argmax(ckpt, tmp_path):
     assert report.images == 4
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert set(failed) == {"corrupt.jpg", "notes.txt"}
-    assert "cannot read image" in failed["corrupt.jpg"]
+    assert "cannot decode image" in failed["corrupt.jpg"] and "corrupt.jpg" in failed["corrupt.jpg"]
     assert "unknown extension '.txt'" in failed["notes.txt"]
     for name, image in images.items():
         rel = Path(name).with_suffix(".png")

@@ -22,3 +22,13 @@ def tiny_lip(root: Path, *, train: int, val: int, seed: int, test: int = 1, max_
     return generate(
         root, train=train, val=val, test=test, seed=seed, min_size=48, max_size=max_size
     )
+
+
+TINY_LIPNET_KWARGS = dict(
+    stem_channels=8,
+    widths=[8, 8, 16, 16, 32, 32],
+    aspp_channels=32,
+    decoder_channels=32,
+    skip_channels=8,
+)
+"""``build_model("lipnet", **TINY_LIPNET_KWARGS)``: a narrow LIP-Net for inference/export tests."""

@@ -41,6 +41,7 @@ from lipnet_pl.checkpoint import (
     load_model_from_checkpoint,
 )
 from lipnet_pl.data.classes import ClassInfo
+from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.tta import predict_logits
 from lipnet_pl.viz import colorize, legend, overlay
@@ -133,9 +134,9 @@ class PredictReport:
 
 
 def load_image(path: Path) -> np.ndarray:
-    """Any PIL-readable file (grayscale, palette, RGBA, CMYK) -> HxWx3 uint8 RGB."""
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    """Any image mode (grayscale, palette, RGBA, CMYK, 16-bit) -> HxWx3 uint8 RGB, decoded exactly
+    as training and evaluation decode it (errors name the file)."""
+    return decode_image(path).permute(1, 2, 0).numpy()
 
 
 def _supported() -> str:
@@ -224,8 +225,8 @@ def predict_images(
             for path, rel in chunk:
                 try:
                     loaded.append((rel, load_image(path)))
-                except Exception as err:  # PIL raises several types for corrupt/truncated files
-                    report.fail(path, f"cannot read image ({type(err).__name__}: {err})")
+                except DataFileError as err:
+                    report.fail(path, str(err))
                     progress.advance(task)
             if not loaded:
                 continue

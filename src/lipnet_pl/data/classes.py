@@ -6,7 +6,7 @@ reads a :class:`ClassInfo` instead of hard-coding LIP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 IGNORE_INDEX = 255
@@ -173,14 +173,6 @@ def make_palette(n: int) -> tuple[tuple[int, int, int], ...]:
             j += 1
         out.append((r, g, b))
     return tuple(out)
-
-
-def flip_permutation(flip_pairs: Sequence[Sequence[int]], num_classes: int) -> list[int]:
-    """Permutation of class ids for a horizontal flip (see :attr:`ClassInfo.flip_permutation`)."""
-    perm = list(range(num_classes))
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return perm
 
 
 LIP = ClassInfo()

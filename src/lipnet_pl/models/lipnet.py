@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from timm.layers import SEModule, SeparableConv2d, create_conv2d, get_act_layer
 from torch import nn
 
+from lipnet_pl.models.summary import count_parameters
+
 PAPER_DILATIONS = (1, 1, 2, 4, 8, 1)
 IMAGE_POOLING_MODES = ("input", "global", "none")
 
@@ -409,9 +411,6 @@ class LIPNet(nn.Module):
         odd sizes too (tests check them against forward hooks).
         """
 
-        def n_params(module: nn.Module) -> int:
-            return sum(p.numel() for p in module.parameters())
-
         def row(name, key, channels, dilation, stride, hw):
             return dict(
                 name=name,
@@ -420,7 +419,7 @@ class LIPNet(nn.Module):
                 dilation=dilation,
                 stride=stride,
                 resolution=hw,
-                params=n_params(self.get_submodule(key)),
+                params=count_parameters(self.get_submodule(key)),
             )
 
         hw = (math.ceil(height / self.stem_stride), math.ceil(width / self.stem_stride))
