@@ -124,6 +124,16 @@ class ClassInfo:
         """
         return self._perm
 
+    def to_dict(self) -> dict:
+        """Primitive form (lists and ints) for checkpoints, JSON and ONNX metadata;
+        :meth:`from_config` reads it back."""
+        return {
+            "names": list(self.names),
+            "palette": [list(c) for c in self.palette],
+            "flip_pairs": [list(p) for p in self.flip_pairs],
+            "ignore_index": int(self.ignore_index),
+        }
+
     @classmethod
     def from_config(cls, cfg: Mapping | None = None) -> ClassInfo:
         """Build from a (Hydra) mapping with optional keys names / palette / flip_pairs / ignore_index.
