@@ -1,22 +1,122 @@
-"""Shared fixtures: a small synthetic LIP-format dataset every test module can read."""
+"""Shared setup: tiny synthetic LIP data, a tiny training config, a trained tiny checkpoint and a
+way to run the real commands, so every test module reads like a specification."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+import torch
 
+from lipnet_pl.config import compose
 from lipnet_pl.data.synthetic import generate
-
-SYNTHETIC_COUNTS = {"train": 8, "val": 4, "test": 2}
-SYNTHETIC_SIZES = {"min_size": 64, "max_size": 128}
+from tiny import TINY_NET, TINY_NET_CONFIG
 
 
 @pytest.fixture(scope="session")
 def synthetic_lip_root(tmp_path_factory) -> Path:
-    """Root of a synthetic LIP set in the OFFICIAL layout: 8 train / 4 val / 2 test, 64..128 px.
+    """Synthetic LIP in the OFFICIAL layout: 8 train / 4 val / 2 test images of 64..128 px.
 
-    Session-scoped and shared: treat it as read-only (copy it before corrupting files).
+    Shared by the whole session: treat it as read-only (copy it before corrupting files).
     """
     root = tmp_path_factory.mktemp("synthetic_lip") / "LIP"
-    return generate(root, seed=0, layout="official", **SYNTHETIC_COUNTS, **SYNTHETIC_SIZES)
+    return generate(root, seed=0, layout="official", train=8, val=4, test=2, min_size=64, max_size=128)
+
+
+@pytest.fixture(scope="session")
+def lip_root(tmp_path_factory) -> Path:
+    """A smaller synthetic LIP for training runs: 8 train / 5 val (odd: DDP pads) / 2 test,
+    48..96 px images. Read-only."""
+    root = tmp_path_factory.mktemp("lip") / "LIP"
+    return generate(root, seed=3, train=8, val=5, test=2, min_size=48, max_size=96)
+
+
+def tiny_train_overrides(root: Path, out: Path | None = None, *extra: str) -> list[str]:
+    """``conf/train.yaml`` shrunk: the tiny LIP-Net, 64x64 crops, batch 2, CPU, no logger."""
+    return [
+        "data=lip",
+        f"data.root={root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        *([f"paths.output_dir={out}"] if out is not None else []),
+        *TINY_NET,
+        *extra,
+    ]
+
+
+@pytest.fixture
+def train_cfg(lip_root, tmp_path) -> Callable[..., object]:
+    """``train_cfg(*extra)``: the composed tiny training config writing into ``tmp_path``."""
+    return lambda *extra: compose("train", tiny_train_overrides(lip_root, tmp_path, *extra))
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory, lip_root) -> Path:
+    """``last.ckpt`` of a real 2-step training run of the tiny LIP-Net (read-only)."""
+    from lipnet_pl.training.run import train
+
+    out = tmp_path_factory.mktemp("trained")
+    summary = train(compose("train", tiny_train_overrides(lip_root, out)))
+    return Path(summary["last_ckpt"])
+
+
+@pytest.fixture(scope="session")
+def random_ckpt(tmp_path_factory) -> Path:
+    """A checkpoint following the contract with seeded random weights and non-trivial BN
+    statistics (so folding batch norm is really exercised); input size 48x40."""
+    from lipnet_pl.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model(**TINY_NET_CONFIG)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save(
+        {
+            "hyper_parameters": {
+                "net": TINY_NET_CONFIG,
+                "classes": {},
+                "input_size": [48, 40],
+                "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            },
+            "state_dict": {"net." + k: v for k, v in net.state_dict().items()},
+        },
+        path,
+    )
+    return path
+
+
+def run_command(
+    command: str, args: Sequence[str], cwd: Path, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """``python -m lipnet_pl.<command> args`` as a user runs it (offline, no stdin)."""
+    environment = {**os.environ, "WANDB_MODE": "offline", **env}
+    return subprocess.run(
+        [sys.executable, "-m", f"lipnet_pl.{command}", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def cli(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """``cli("train", [...])`` runs a command in ``tmp_path`` and returns the finished process."""
+    return lambda command, args, **kw: run_command(command, args, kw.pop("cwd", tmp_path), **kw)

@@ -10,6 +10,7 @@ from lipnet_pl.data.dataset import DataFileError, LIPDataset, decode_image, deco
 from lipnet_pl.data.layout import SplitFiles, find_layout
 from lipnet_pl.data.transforms import (
     EvalTransform,
+    preprocess,
     JitterNormalize,
     RandomHorizontalFlipSwap,
     RandomScaleRotateCrop,
@@ -33,6 +34,7 @@ __all__ = [
     "collate_eval",
     "decode_image",
     "decode_label",
+    "preprocess",
     "find_layout",
     "resolve_classes",
 ]

@@ -2,10 +2,19 @@
 
 Batches (``batch_size`` is GLOBAL and divided by ``trainer.world_size``):
 
-* train: ``{"image": float [B,3,h,w] normalised, "mask": long [B,h,w] (255 = ignore), "id": [str]}``
-* val: ``{"image": float [B,3,h,w] (stretched to crop_size), "mask": [long [H_i,W_i]] at the
+* train: ``{"image": float [B,3,h,w] normalised, "mask": uint8 [B,h,w] (255 = ignore), "id": [str]}``
+* val: ``{"image": float [B,3,h,w] (stretched to crop_size), "mask": [uint8 [H_i,W_i]] at the
   ORIGINAL size, "orig_size": long [B,2], "id": [str]}``
 * test / predict (the unlabelled test split): like val without ``"mask"``.
+
+Masks stay uint8 until they are on the device (the LightningModule widens them): 1/8 of the
+bytes of int64 through the worker queues and the host-to-device copy.
+
+The training order and every sample's augmentation are functions of ``(seed, epoch, position)``
+(:mod:`lipnet_pl.data.sampling`) and the data module's checkpoint state records how far the
+current epoch got, so a run resumed from any checkpoint, even one written mid-epoch, sees the
+same batches as the uninterrupted run. Under DDP the module shards train and val itself
+(``trainer.use_distributed_sampler`` must stay false, as in ``conf/trainer/default.yaml``).
 """
 
 from __future__ import annotations
@@ -18,11 +27,13 @@ from typing import Any
 import lightning as L
 from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN
 from timm.data import IMAGENET_DEFAULT_STD as IMAGENET_STD
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from lipnet_pl.config import plain
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout
+from lipnet_pl.data.sampling import EpochSampler
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
 
 log = logging.getLogger(__name__)
@@ -37,24 +48,13 @@ SYNTHETIC_KEYS = (
     "min_size",
     "max_size",
     "grey_fraction",
+    "style",
 )
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf containers -> plain Python (Hydra passes DictConfig/ListConfig)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(value, DictConfig | ListConfig):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf ships with hydra
-        pass
-    return value
 
 
 def resolve_classes(num_classes: int | None, classes: Mapping | None) -> ClassInfo:
     """ClassInfo from ``data.classes`` (LIP when None), checked against ``data.num_classes``."""
-    cfg = dict(_plain(classes) or {})
+    cfg = dict(plain(classes) or {})
     if num_classes is not None and "names" not in cfg and "num_classes" not in cfg:
         cfg["num_classes"] = int(num_classes)
     try:
@@ -97,8 +97,9 @@ class LIPDataModule(L.LightningDataModule):
         val_batch_size: int | None = None,
         skip_bad: bool = False,
         use_id_files: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | str = "auto",
         synthetic: Mapping | None = None,
+        seed: int = 0,
     ):
         super().__init__()
         if root is None or str(root).strip() == "":
@@ -115,15 +116,19 @@ class LIPDataModule(L.LightningDataModule):
         self.batch_size = int(batch_size)
         self.val_batch_size = None if val_batch_size is None else int(val_batch_size)
         self.num_workers = int(num_workers)
-        self.crop_size = _pair(_plain(crop_size), "data.crop_size")
-        self.mean = tuple(float(m) for m in _plain(mean))
-        self.std = tuple(float(s) for s in _plain(std))
+        self.crop_size = _pair(plain(crop_size), "data.crop_size")
+        self.mean = tuple(float(m) for m in plain(mean))
+        self.std = tuple(float(s) for s in plain(std))
         self.classes = resolve_classes(num_classes, classes)
         self.num_classes = self.classes.num_classes
         self.skip_bad = bool(skip_bad)
         self.use_id_files = bool(use_id_files)
-        self.pin_memory = bool(pin_memory)
-        self.synthetic = dict(_plain(synthetic) or {})
+        if pin_memory not in (True, False, "auto"):
+            raise ValueError(f"data.pin_memory must be true, false or auto, got {pin_memory!r}")
+        self.pin_memory = pin_memory
+        self.seed = int(seed or 0)
+        self._resume: dict[str, int] | None = None
+        self.synthetic = dict(plain(synthetic) or {})
         unknown = sorted(set(self.synthetic) - set(SYNTHETIC_KEYS))
         if unknown:
             raise ValueError(
@@ -146,7 +151,7 @@ class LIPDataModule(L.LightningDataModule):
         train = TrainTransform(
             crop_size=self.crop_size,
             flip_permutation=self.classes.flip_permutation,
-            scale_range=tuple(_plain(scale_range)),
+            scale_range=tuple(plain(scale_range)),
             rotation=float(rotation),
             rotation_p=float(rotation_p),
             flip_p=float(flip_p),
@@ -198,7 +203,10 @@ class LIPDataModule(L.LightningDataModule):
         layout = find_layout(self.root, use_id_files=self.use_id_files)
         if stage in (None, "fit"):
             self.train_dataset = LIPDataset(
-                self._split(layout, "train"), self.train_transform, skip_bad=self.skip_bad
+                self._split(layout, "train"),
+                self.train_transform,
+                skip_bad=self.skip_bad,
+                seed=self.seed,
             )
         if stage in (None, "fit", "validate"):
             self.val_dataset = LIPDataset(
@@ -222,19 +230,48 @@ class LIPDataModule(L.LightningDataModule):
         return layout[split]
 
     # ----------------------------------------------------------------- loaders
-    def _loader(
-        self, dataset: LIPDataset | None, name: str, batch_size: int, train: bool
-    ) -> DataLoader:
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        if trainer.world_size > 1 and getattr(
+            trainer._accelerator_connector, "use_distributed_sampler", False
+        ):
+            raise ValueError(
+                "trainer.use_distributed_sampler=true: LIPDataModule shards the data over ranks "
+                "itself (resumable order, no double counting in validation); set it to false"
+            )
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _pin(self) -> bool:
+        if self.pin_memory != "auto":
+            return bool(self.pin_memory)
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+
+    def _loader(self, dataset: LIPDataset | None, name: str, batch_size: int, train: bool):
         if dataset is None:
             raise RuntimeError(f"{name}_dataloader() called before setup(): call dm.setup() first")
+        world, rank = self._world()
+        if train:
+            sampler = EpochSampler(
+                len(dataset), shuffle=True, seed=self.seed, num_replicas=world, rank=rank
+            )
+            if self._resume is not None:
+                sampler.resume(self._resume["epoch"], self._resume["samples_done"])
+                self._resume = None
+        elif world > 1:  # padded duplicates are masked in validation (padded_sample_mask)
+            sampler = DistributedSampler(dataset, world, rank, shuffle=False)
+        else:
+            sampler = None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
-            drop_last=train and len(dataset) > batch_size,
+            sampler=sampler,
+            drop_last=train and len(sampler or dataset) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin(),
             collate_fn=None if train else collate_eval,
         )
 
@@ -251,3 +288,22 @@ class LIPDataModule(L.LightningDataModule):
         return self._loader(
             self.test_dataset, "predict", self.per_device_val_batch_size, train=False
         )
+
+    # ----------------------------------------------------------------- resume position
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its epoch (saved in every checkpoint by Lightning)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        done = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        epoch = int(trainer.current_epoch)
+        if done >= trainer.num_training_batches:  # an epoch-end checkpoint: next epoch, fresh
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "samples_done": done * self.per_device_batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict and "epoch" in state_dict:
+            self._resume = {
+                "epoch": int(state_dict["epoch"]),
+                "samples_done": int(state_dict["samples_done"]),
+            }

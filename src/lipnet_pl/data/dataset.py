@@ -19,13 +19,15 @@ from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 
 from lipnet_pl.data.layout import SplitFiles
+from lipnet_pl.errors import UserError
+from lipnet_pl.data.sampling import sample_seed
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
-class DataFileError(ValueError):
+class DataFileError(UserError, ValueError):
     """A LIP file that cannot be used; ``paths`` names the offending file(s)."""
 
     def __init__(self, message: str, *paths: Path):
@@ -125,6 +127,10 @@ class LIPDataset(Dataset):
     With ``skip_bad=True`` an unreadable or mismatched sample is replaced by the next good one,
     with a warning naming the file; ``num_skipped`` counts them (per process: each DataLoader
     worker keeps its own count). Otherwise the error is raised.
+
+    Keys are indices, or ``(epoch, index)`` pairs (:class:`~lipnet_pl.data.sampling.EpochSampler`):
+    then the transform's randomness is seeded from ``(seed, epoch, index)``, so a sample's
+    augmentation does not depend on the worker, the process or a resumed run.
     """
 
     def __init__(
@@ -133,8 +139,10 @@ class LIPDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         with_labels: bool | None = None,
         skip_bad: bool = False,
+        seed: int = 0,
     ):
         self.files = files
+        self.seed = int(seed)
         self.transform = transform
         self.with_labels = files.labelled if with_labels is None else with_labels
         if self.with_labels and not files.labelled:
@@ -177,7 +185,8 @@ class LIPDataset(Dataset):
             sample["mask"] = tv_tensors.Mask(mask)
         return sample
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
         for attempt in range(len(self)):
             i = (index + attempt) % len(self)
             try:
@@ -189,7 +198,16 @@ class LIPDataset(Dataset):
                 self.bad_files.extend(str(p) for p in err.paths)
                 warnings.warn(f"skipping bad sample (skip_bad=True): {err}", stacklevel=2)
                 continue
-            return self.transform(sample) if self.transform is not None else sample
+            return self._transform(sample, epoch, index)
         raise DataFileError(
             f"every sample of split {self.files.split!r} is unreadable", self.files.image_dir
         )
+
+    def _transform(self, sample: dict, epoch: int | None, index: int) -> dict:
+        if self.transform is None:
+            return sample
+        if epoch is None:
+            return self.transform(sample)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.transform(sample)

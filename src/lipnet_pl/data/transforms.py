@@ -5,7 +5,7 @@ Train (``TrainTransform``), in this order:
 1. ``RandomHorizontalFlipSwap``: mirror with probability ``flip_p`` AND swap the left/right label
    values with ``ClassInfo.flip_permutation`` (a mirrored left arm is a right arm);
 2. ``JitterNormalize``: brightness/contrast/saturation jitter fused with ``ToDtype`` + ``Normalize``
-   into one 3x3 colour matrix (no hue: it is the slow one); label -> int64;
+   into one 3x3 colour matrix (no hue: it is the slow one); the label stays uint8;
 3. ``RandomScaleRotateCrop``: random scale (relative to ``crop_size`` by default), random offset
    (crop, or pad with image 0 = black / label 255), rotation +-``rotation`` degrees with
    probability ``rotation_p``: ONE affine warp straight to ``crop_size``.
@@ -16,8 +16,10 @@ pixels, because bilinear warping commutes with the per-pixel colour maths and th
 with normalised black.
 
 Masks are always resampled with nearest neighbour, never interpolated.
-Validation/test (``EvalTransform``): the image is resized (stretched) to ``crop_size`` for the
-network, the label stays at its ORIGINAL size for the metric; ``collate_eval`` batches them.
+Validation/test (``EvalTransform``): :func:`preprocess` stretches the image to ``crop_size`` for
+the network, the label stays at its ORIGINAL size for the metric; ``collate_eval`` batches them.
+:func:`preprocess` is also what ``predict`` applies, so evaluation and prediction see the same
+network input for the same image.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class JitterNormalize(v2.Transform):
 
     Same maths as ``v2.ColorJitter(brightness, contrast, saturation, hue=0)`` (fixed order,
     clamped once at the end instead of after each step) followed by ``v2.ToDtype(float32,
-    scale=True)`` and ``v2.Normalize(mean, std)``, about 4x faster. Masks become int64.
+    scale=True)`` and ``v2.Normalize(mean, std)``, about 4x faster. Masks pass unchanged.
     """
 
     def __init__(
@@ -201,8 +203,6 @@ class JitterNormalize(v2.Transform):
         return {"brightness": b, "contrast": c, "saturation": s}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.Mask):
-            return tv_tensors.wrap(inpt.as_subclass(torch.Tensor).long(), like=inpt)
         if not isinstance(inpt, tv_tensors.Image):
             return inpt
         img = inpt.as_subclass(torch.Tensor)
@@ -276,8 +276,31 @@ class TrainTransform:
         }
 
 
+def preprocess(
+    image: torch.Tensor,
+    size: Sequence[int],
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """uint8 RGB ``[3,H,W]`` (or ``[B,3,H,W]``) -> the network input: stretched to ``size``
+    (antialiased, on uint8 as decoded), scaled to 0..1, normalised with ``mean``/``std``.
+
+    The one eval-time preprocessing: evaluation, prediction and calibration all call it.
+    """
+    if image.dtype != torch.uint8 or image.ndim not in (3, 4) or image.shape[-3] != 3:
+        raise ValueError(
+            f"preprocess expects uint8 RGB [3,H,W] or [B,3,H,W], got {image.dtype} "
+            f"{list(image.shape)}"
+        )
+    size = list(_pair(size, "size"))
+    if list(image.shape[-2:]) != size:
+        image = v2.functional.resize(image, size, antialias=True)
+    x = image.float().div_(255)
+    return v2.functional.normalize(x, [float(m) for m in mean], [float(s) for s in std])
+
+
 class EvalTransform:
-    """Resize (stretch) the image to ``crop_size`` and normalise; the label keeps its original size."""
+    """:func:`preprocess` the image to ``crop_size``; the label keeps its original size."""
 
     def __init__(
         self,
@@ -285,18 +308,18 @@ class EvalTransform:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ):
-        self.resize = v2.Resize(_pair(crop_size, "crop_size"), antialias=True)
-        self.normalize = JitterNormalize(mean=mean, std=std)
+        self.size = _pair(crop_size, "crop_size")
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, sample: dict) -> dict:
-        image = self.normalize(self.resize(sample["image"]))
+        image = sample["image"].as_subclass(torch.Tensor)
         out = {
-            "image": image.as_subclass(torch.Tensor),
+            "image": preprocess(image, self.size, self.mean, self.std),
             "orig_size": sample["orig_size"],
             "id": sample["id"],
         }
         if "mask" in sample:
-            out["mask"] = sample["mask"].as_subclass(torch.Tensor).long()
+            out["mask"] = sample["mask"].as_subclass(torch.Tensor)
         return out
 
 

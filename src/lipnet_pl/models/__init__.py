@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from lipnet_pl.config import plain
 from lipnet_pl.models.lipnet import LIPNet
 from lipnet_pl.models.peers import PEER_ARCHITECTURES, PadToMultiple, build_peer
 
@@ -17,24 +18,13 @@ MODEL_NAMES = ("lipnet", *PEER_ARCHITECTURES)
 __all__ = ["MODEL_NAMES", "LIPNet", "PadToMultiple", "build_model", "build_peer"]
 
 
-def _plain(value):
-    """OmegaConf containers -> plain lists/dicts (so ``**cfg.model.net`` works as-is)."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
 def build_model(name: str, num_classes: int = 20, **kwargs) -> nn.Module:
     """Build ``name`` ("lipnet", "deeplabv3plus", "unet", "pspnet", "fpn") with ``num_classes`` outputs.
 
     LIP-Net takes the :class:`LIPNet` arguments; peers take ``encoder_name`` (default "resnet18"),
     ``encoder_weights`` (default None: nothing is downloaded), ``pad_mode`` and smp kwargs.
     """
-    kwargs = {k: _plain(v) for k, v in kwargs.items()}
+    kwargs = {k: plain(v) for k, v in kwargs.items()}
     key = str(name).lower()
     if key == "lipnet":
         try:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lipnet_pl.cli import ArgumentParser, argparse_command
+from lipnet_pl.errors import UserError
+
 from rich.console import Console
 from rich.table import Table
 
@@ -17,7 +20,7 @@ from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_m
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m lipnet_pl.models",
         description="Print a model's parameters, GFLOPs and output stride (LIP-Net: per-stage table).",
     )
@@ -39,22 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
     if len(args.size) not in (1, 2) or min(args.size) < 1:
-        print(
-            f"error: --size takes one or two positive integers (H [W]), got {args.size}",
-            file=sys.stderr,
-        )
-        return 2
+        raise UserError(f"--size takes one or two positive integers (H [W]), got {args.size}")
     height, width = args.size[0], args.size[-1]
     kwargs = {} if args.name.lower() == "lipnet" else {"encoder_name": args.encoder}
     try:
         model = build_model(args.name, num_classes=args.num_classes, **kwargs)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        raise UserError(str(err)) from None
     model.eval()
     params = count_parameters(model)
     gflops = count_gflops(model, height, width)
@@ -82,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(table)
     return 0
 
+
+main = argparse_command(run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,11 +7,36 @@ flipped back and averaged with the plain prediction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+TTA_DEFAULTS: dict[str, Any] = {"flip": False, "scales": [1.0]}
+"""No test-time augmentation; conf/tta/*.yaml holds the named choices (none, flip, multiscale)."""
+
+
+def tta_config(tta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``tta`` completed with :data:`TTA_DEFAULTS` and checked (``flip`` bool, positive ``scales``)."""
+    cfg = {**TTA_DEFAULTS, **dict(tta or {})}
+    unknown = sorted(set(cfg) - set(TTA_DEFAULTS))
+    if unknown:
+        raise ValueError(f"tta: unknown key(s) {unknown}; known: {sorted(TTA_DEFAULTS)}")
+    if not isinstance(cfg["flip"], bool):
+        raise ValueError(f"tta.flip must be true or false, got {cfg['flip']!r}")
+    scales = cfg["scales"]
+    if isinstance(scales, int | float):
+        scales = [scales]
+    try:
+        scales = [float(s) for s in scales]
+    except (TypeError, ValueError):
+        raise ValueError(f"tta.scales must be a list of positive numbers, got {scales!r}") from None
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"tta.scales must be a list of positive numbers, got {scales!r}")
+    return {"flip": cfg["flip"], "scales": scales}
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -32,6 +57,8 @@ def predict_logits(
     ``flip_permutation`` (``perm[c]`` = the class ``c`` becomes in a mirrored image) turns on flip
     TTA; ``scales`` resizes the input by each factor and brings the logits back to ``H x W``.
     """
+    if flip_permutation is None and [float(s) for s in scales] == [1.0]:
+        return net(images)  # no TTA: no averaging copy
     if images.ndim != 4:
         raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
     scales = tuple(float(s) for s in scales)

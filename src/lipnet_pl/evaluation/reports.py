@@ -1,12 +1,15 @@
-"""Evaluation figures and tables: per-class IoU bar chart, normalised confusion matrix, Markdown.
+"""Evaluation outputs: metrics.json, a per-class IoU Markdown table, an IoU bar chart and a
+row-normalised confusion matrix.
 
 matplotlib runs headless (Agg): evaluation works on servers without a display.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -73,3 +76,28 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+HEADLINE = ("miou", "pixel_acc", "mean_acc", "lr_miou", "paper_miou_per_image")
+
+
+def write_reports(
+    results: Mapping[str, Any], names: Sequence[str], out_dir: str | Path, extra: Mapping[str, Any]
+) -> dict[str, Path]:
+    """metrics.json (results + ``extra``), per_class_iou.md, per_class_iou.png and
+    confusion_matrix.png in ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "metrics": out_dir / "metrics.json",
+        "table": out_dir / "per_class_iou.md",
+        "iou_plot": out_dir / "per_class_iou.png",
+        "confusion_plot": out_dir / "confusion_matrix.png",
+    }
+    files["metrics"].write_text(json.dumps({**results, **extra}, indent=2))
+    headline = {k: results[k] for k in HEADLINE if results.get(k) is not None}
+    files["table"].write_text(iou_markdown_table(results["iou"], headline))
+    title = f"per-class IoU (mIoU {100 * results['miou']:.2f})"
+    plot_per_class_iou(results["iou"], files["iou_plot"], title=title)
+    plot_confusion_matrix(results["confmat"], names, files["confusion_plot"])
+    return files

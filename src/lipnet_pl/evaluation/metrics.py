@@ -5,7 +5,7 @@ back (bilinear on the logits) to its image's ORIGINAL label size, ground-truth p
 ignore index (255) are dropped, and ONE ``C x C`` confusion matrix is accumulated over the whole
 split. Its state is sum-reduced, so under DDP every rank adds its own samples and ``compute()``
 sums them (the caller must not feed the duplicates a ``DistributedSampler`` pads with; see
-:func:`lipnet_pl.module.padded_sample_mask`).
+:func:`lipnet_pl.training.distributed.padded_sample_mask`).
 
 The paper's metric (``paper_miou_per_image``) is computed per image with +1 smoothing, so a class
 absent from both ground truth and prediction scores IoU = 1. It inflates numbers heavily and is
@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from lipnet_pl.data.classes import IGNORE_INDEX
+from lipnet_pl.evaluation.labels import labels_at
 
 
 def scores_from_confusion(confmat: Tensor) -> dict[str, Tensor]:
@@ -90,14 +90,7 @@ class LIPSegmentationMetrics(Metric):
                 )
             if target.ndim != 2:
                 raise ValueError(f"expected an [H, W] label map, got {tuple(target.shape)}")
-            if tuple(logit.shape[-2:]) != tuple(target.shape):
-                logit = F.interpolate(
-                    logit[None].float(),
-                    size=tuple(target.shape),
-                    mode="bilinear",
-                    align_corners=False,
-                )[0]
-            pred = logit.argmax(dim=0)
+            pred = labels_at(logit, target.shape)
             cm = multiclass_confusion_matrix(
                 pred,
                 target.to(pred.device).long(),

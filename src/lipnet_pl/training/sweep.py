@@ -1,8 +1,10 @@
 """Multirun summary: one table (CSV + Markdown) of every job of a Hydra sweep.
 
 Registered in ``conf/hydra/default.yaml`` as a Hydra callback; at the end of a multirun it reads
-the ``run_summary.json`` each training job wrote (see :func:`lipnet_pl.train.write_run_summary`)
-and writes ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep directory.
+the ``run_summary.json`` each training job wrote (see :func:`lipnet_pl.training.run.run_summary`)
+and writes ``sweep_summary.csv`` and ``sweep_summary.md`` in the sweep directory. Next to the best
+val mIoU it reports, for the same epoch, the mean IoU over the left/right classes (LIP: arms,
+legs, shoes), the part of human parsing that needs context from far away.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ COLUMNS = (
     "params",
     "gflops",
     "best_val_miou",
+    "best_val_lr_miou",
     "train_images_per_s",
     "overrides",
 )
@@ -51,6 +54,7 @@ def collect_rows(
                 "params": data.get("params"),
                 "gflops": data.get("gflops"),
                 "best_val_miou": data.get("best_val_miou"),
+                "best_val_lr_miou": data.get("best_val_lr_miou"),
                 "train_images_per_s": data.get("train_images_per_s"),
                 "overrides": " ".join(data.get("overrides") or []),
             }
@@ -66,7 +70,7 @@ def _job_key(path: Path, root: Path):
 def _fmt(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "best_val_miou":
+    if key in ("best_val_miou", "best_val_lr_miou"):
         return f"{100 * float(value):.2f}"
     if key == "params":
         return f"{int(value) / 1e6:.2f} M"
@@ -101,6 +105,7 @@ def write_summary(
         "params",
         "GFLOPs",
         "best val mIoU (%)",
+        "left/right mIoU (%)",
         "train img/s",
         "overrides",
     ]

@@ -1,0 +1,142 @@
+"""Benchmark outputs: bench.json, bench.md, a rich table, the best-backend lines and a plot of
+each model's best images/s against its GFLOPs (what users compare first)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lipnet_pl.benchmark.runners import Result
+
+HEADERS = [
+    "model",
+    "backend",
+    "variant",
+    "dtype",
+    "batch",
+    "median ms",
+    "p90 ms",
+    "img/s",
+    "peak MiB",
+    "params M",
+    "GFLOPs",
+]
+
+
+def row(r: Result) -> list[str]:
+    mem = "n/a" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}"
+    return [
+        r.model,
+        r.backend,
+        r.variant,
+        r.dtype,
+        str(r.batch),
+        f"{r.median_ms:.1f}",
+        f"{r.p90_ms:.1f}",
+        f"{r.images_per_s:.2f}",
+        mem,
+        f"{r.params_m:.2f}",
+        f"{r.gflops:.1f}",
+    ]
+
+
+def best_per_model(results: list[Result], batch: int = 1) -> dict[str, tuple[Result, Result]]:
+    """model -> (fastest inference row at ``batch``, its PyTorch eager fp32 row)."""
+    out = {}
+    for model in dict.fromkeys(r.model for r in results):
+        rows = [r for r in results if r.model == model and r.kind == "inference" and r.batch == batch]
+        eager = next(
+            (r for r in rows if r.backend == "pytorch" and r.variant == "eager" and r.dtype == "fp32"),
+            None,
+        )
+        if rows and eager is not None:
+            out[model] = (max(rows, key=lambda r: r.images_per_s), eager)
+    return out
+
+
+def best_lines(results: list[Result]) -> list[str]:
+    """``best <model>: <N> img/s at batch 1 (<backend and variant>), <R>x over PyTorch eager fp32``"""
+    return [
+        f"best {model}: {best.images_per_s:.1f} img/s at batch 1 ({best.label}), "
+        f"{best.images_per_s / eager.images_per_s:.2f}x over PyTorch eager fp32"
+        for model, (best, eager) in best_per_model(results).items()
+    ]
+
+
+def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark {meta['date']}",
+        "",
+        f"- device: {meta['device']}",
+        f"- torch {meta['torch']}, onnxruntime {meta.get('onnxruntime', 'n/a')}, threads "
+        f"{meta['threads']}, input {meta['input']}, memory: {meta['mem_kind']}",
+        f"- load average (1/5/15 min) at the start {meta['load_average_at_start']}, at the end "
+        f"{meta['load_average_at_end']} (other processes distort CPU timings)",
+        "",
+    ]
+    for kind, title in (("inference", "Inference"), ("train", "Training step (fwd + bwd + SGD)")):
+        rows = [r for r in results if r.kind == kind]
+        if rows:
+            lines += [f"## {title}", "", "| " + " | ".join(HEADERS) + " |"]
+            lines += ["|" + "---|" * len(HEADERS)]
+            lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
+            lines.append("")
+    d = meta["speedup_detail"]
+    if "pairs" in d:
+        lines.append(
+            f"Fast path = `{d['fast_variant']}`; speed-up over eager for {d['model']} (fp32, batch "
+            f"1) from {d['pairs']} interleaved calls: {d['slow_ms']:.1f} ms -> {d['fast_ms']:.1f} ms."
+        )
+        lines.append("")
+    lines += [*meta["best_lines"], f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(results: list[Result], meta: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"{meta['input']} on {meta['device']} (memory: {meta['mem_kind']})")
+    for h in HEADERS:
+        left = h in ("model", "backend", "variant", "dtype")
+        table.add_column(h, justify="left" if left else "right")
+    for r in results:
+        table.add_row(*row(r))
+    console.print(table)
+
+
+def plot_best(results: list[Result], path: Path) -> Path:
+    """Images/s at batch 1 of each model's best backend against its GFLOPs, with PyTorch eager
+    fp32 as hollow markers: the cost/speed trade-off at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (model, (best, eager)) in enumerate(best_per_model(results).items()):
+        ax.scatter(best.gflops, best.images_per_s, color=f"C{i}", s=60, label=f"{model}: {best.label}")
+        ax.scatter(eager.gflops, eager.images_per_s, facecolors="none", edgecolors=f"C{i}", s=60)
+        ax.plot([eager.gflops, best.gflops], [eager.images_per_s, best.images_per_s], color=f"C{i}", alpha=0.4)
+        ax.annotate(model, (best.gflops, best.images_per_s), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("GFLOPs per image")
+    ax.set_ylabel("images / s at batch 1")
+    ax.set_title("Best backend (filled) vs PyTorch eager fp32 (hollow)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(results: list[Result], meta: dict[str, Any], out: Path, plot: bool) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
+    paths["json"].write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    paths["markdown"].write_text(to_markdown(results, meta))
+    if plot:
+        paths["plot"] = plot_best(results, out / "best_backend.png")
+    return paths

@@ -1,0 +1,165 @@
+"""One benchmark case each: PyTorch inference, ONNX Runtime inference, a PyTorch training step.
+
+Every runner returns a :class:`Result` built by :func:`make_result`, the one place a table row
+is made.
+"""
+
+from __future__ import annotations
+
+import statistics
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lipnet_pl.benchmark.timing import PeakMemory, percentile, time_calls
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class ModelInfo:
+    label: str
+    params_m: float
+    gflops: float
+
+
+@dataclass
+class Result:
+    """One measured case (a row of the tables)."""
+
+    model: str
+    kind: str  # inference | train
+    backend: str  # pytorch | onnxruntime
+    variant: str  # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train
+    dtype: str
+    batch: int
+    median_ms: float
+    p90_ms: float
+    images_per_s: float
+    peak_mem_mib: float | None
+    mem_kind: str
+    params_m: float
+    gflops: float
+
+    @property
+    def label(self) -> str:
+        """How the best-backend line names this case, e.g. ``onnxruntime int8``."""
+        if self.backend == "pytorch":
+            return f"PyTorch {self.variant} {self.dtype}"
+        return f"onnxruntime {self.variant}"
+
+
+def make_result(
+    info: ModelInfo,
+    kind: str,
+    backend: str,
+    variant: str,
+    dtype: str,
+    batch: int,
+    times: list[float],
+    mem: PeakMemory,
+) -> Result:
+    median = statistics.median(times)
+    return Result(
+        info.label,
+        kind,
+        backend,
+        variant,
+        dtype,
+        batch,
+        median,
+        percentile(times, 0.9),
+        batch * 1e3 / median,
+        mem.mib,
+        mem.kind,
+        info.params_m,
+        info.gflops,
+    )
+
+
+def autocast(device: torch.device, dtype_name: str):
+    dtype = DTYPES[dtype_name]
+    return nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def inference_call(net: nn.Module, x: torch.Tensor, device, dtype="fp32", cudagraphs=False):
+    """One inference call; with CUDA graphs each call starts a new replay step."""
+    if cudagraphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    with torch.inference_mode(), autocast(device, dtype):
+        return net(x)
+
+
+def torch_inference(
+    info: ModelInfo,
+    variant: str,
+    net: nn.Module,
+    device: torch.device,
+    dtype: str,
+    batch: int,
+    size: tuple[int, int],
+    warmup: int,
+    repeats: int,
+    cudagraphs: bool = False,
+) -> Result:
+    x = torch.randn(batch, 3, *size, device=device)
+    with PeakMemory(device) as mem:
+        times = time_calls(
+            lambda: inference_call(net, x, device, dtype, cudagraphs), device, warmup, repeats
+        )
+    return make_result(info, "inference", "pytorch", variant, dtype, batch, times, mem)
+
+
+def ort_inference(
+    info: ModelInfo,
+    variant: str,
+    onnx_path: Path,
+    device: torch.device,
+    batch: int,
+    size: tuple[int, int],
+    warmup: int,
+    repeats: int,
+) -> Result:
+    """ONNX Runtime (CPU provider; CUDA provider on GPU when installed) on a random batch."""
+    from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
+
+    net = OnnxRuntimeNet(onnx_path, device=str(device))
+    x = torch.randn(batch, 3, *size)
+    with PeakMemory(torch.device("cpu")) as mem:
+        times = time_calls(lambda: net(x), torch.device("cpu"), warmup, repeats)
+    return make_result(info, "inference", "onnxruntime", variant, "fp32", batch, times, mem)
+
+
+def torch_train_step(
+    info: ModelInfo,
+    model: nn.Module,
+    device: torch.device,
+    dtype: str,
+    batch: int,
+    size: tuple[int, int],
+    num_classes: int,
+    repeats: int,
+    channels_last: bool = True,
+) -> Result:
+    """images/s of forward + cross-entropy + backward + SGD step on random data."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.train().to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch, *size), device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            loss = F.cross_entropy(model(x), y, ignore_index=255)
+        loss.backward()
+        opt.step()
+
+    with PeakMemory(device) as mem:
+        times = time_calls(step, device, 1, repeats)
+    model.eval()
+    return make_result(info, "train", "pytorch", "train", dtype, batch, times, mem)

@@ -1,0 +1,158 @@
+"""The command layer: what every ``python -m lipnet_pl.<command>`` does the same way.
+
+Each command module is a thin shell, ``main = hydra_command("<config>", <library function>)``:
+
+* configs come from the packaged ``conf/`` (:func:`lipnet_pl.config.config_dir`), with the usual
+  Hydra conventions (``key=value``, ``group=option``, ``-m`` sweeps, ``hydra.run.dir=...``,
+  ``--cfg job``), and every output lands in the run dir ``paths.output_dir``;
+* the console is kept for our output (:func:`lipnet_pl.runtime.quiet_libraries`);
+* ``seed`` (when the config has one) seeds Python, NumPy, torch and the data workers;
+* the exit-status contract:
+
+  ===  ==================================================================================
+  0    success
+  1    a bug: the traceback is printed
+  2    the user's input is wrong (config value, file, data): ONE line ``error: ...`` that
+       names the key or file and says what to do, no traceback
+  3    training diverged (NaN/Inf loss or gradients); the last good checkpoint is kept
+  130  interrupted (Ctrl-C)
+  ===  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from omegaconf import DictConfig
+
+from lipnet_pl.config import config_dir
+from lipnet_pl.errors import NonFiniteLossError, UserError
+from lipnet_pl.runtime import quiet_libraries
+
+EXIT_BUG = 1
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+def one_line(message: object) -> str:
+    """A multi-line message as one line; indented lists after a ``...:`` line become ``a, b``."""
+    parts: list[str] = []
+    listing = False
+    for raw in str(message).splitlines():
+        line = raw.strip()
+        if not line:
+            listing = False
+            continue
+        if listing and parts:
+            parts[-1] += ("" if parts[-1].endswith(":") else ",") + " " + line
+            continue
+        parts.append(line)
+        listing = line.endswith(":")
+    text = ""
+    for part in parts:
+        text += ("" if not text else " " if text[-1] in ".:;," else "; ") + part
+    return text or type(message).__name__
+
+
+def _exit(status: int, message: str) -> NoReturn:
+    sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def _hydra_config_errors() -> tuple[type[BaseException], ...]:
+    from hydra.errors import (
+        ConfigCompositionException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+
+    return (ConfigCompositionException, MissingConfigException, OverrideParseException)
+
+
+def exit_on_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn``; map user errors to one line + exit 2, divergence to exit 3, Ctrl-C to 130.
+
+    Bugs propagate with their traceback (exit 1).
+    """
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return fn(*args, **kwargs)
+    except UserError as err:
+        _exit(EXIT_USER_ERROR, one_line(err))
+    except NonFiniteLossError as err:
+        _exit(EXIT_DIVERGED, one_line(err))
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or "a required value"
+        _exit(EXIT_USER_ERROR, f"{key} is required: add {key}=<value> to the command")
+    except _hydra_config_errors() as err:
+        detail = one_line(err)
+        cause = err.__cause__
+        if cause is not None and str(cause) and str(cause) not in str(err):
+            detail += " (" + one_line(str(cause).split("\n")[0]) + ")"
+        _exit(EXIT_USER_ERROR, detail + " (run with --help for the config groups and keys)")
+    except KeyboardInterrupt:
+        _exit(EXIT_INTERRUPTED, "interrupted")
+
+
+def _seed(cfg: DictConfig) -> None:
+    if "seed" in cfg and cfg.seed is not None:
+        from lightning.pytorch import seed_everything
+
+        seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+
+def hydra_command(
+    config_name: str,
+    task: Callable[[DictConfig], Any],
+    objective: Callable[[Any], float | None] | None = None,
+) -> Callable[[], Any]:
+    """The ``main()`` of a command: Hydra main over ``conf/<config_name>.yaml`` that calls
+    ``task(cfg)`` under the exit-status contract.
+
+    ``objective(result)`` is what the Hydra main returns (for sweepers that optimise a value).
+    """
+
+    def main() -> Any:
+        import hydra
+
+        # Hydra's own handler prints a trimmed traceback for every error and exits 1; let
+        # exceptions through so the contract above decides (a user's setting is respected).
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+        @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
+        def hydra_main(cfg: DictConfig) -> Any:
+            quiet_libraries()
+            _seed(cfg)
+            # errors are mapped inside the job: Hydra would otherwise add its own lines
+            result = exit_on_errors(task, cfg)
+            return objective(result) if objective is not None else None
+
+        return exit_on_errors(hydra_main)
+
+    main.__doc__ = f"Hydra command over conf/{config_name}.yaml calling {task.__qualname__}."
+    return main
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the same contract: a usage error is ONE line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        _exit(EXIT_USER_ERROR, f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def argparse_command(run: Callable[[list[str] | None], int | None]) -> Callable[..., int]:
+    """The ``main(argv)`` of a command with sub-commands/flags (``models``, ``data``)."""
+
+    def main(argv: list[str] | None = None) -> int:
+        quiet_libraries()
+        status = exit_on_errors(run, argv)
+        return int(status or 0)
+
+    return main

@@ -1,0 +1,20 @@
+"""Error types that separate the user's mistakes from bugs.
+
+Every ``python -m lipnet_pl.<command>`` prints a :class:`UserError` as ONE line naming the file or
+config key and what to do, and exits with status 2, without a traceback; anything else is a bug
+and keeps its traceback (see :mod:`lipnet_pl.cli`).
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input: a config value, a missing or unreadable file, data that does not fit."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A model file that is missing, unreadable or not written by lipnet_pl."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradients became NaN/Inf: training stops; the last good checkpoint is kept."""

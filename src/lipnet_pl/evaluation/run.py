@@ -1,0 +1,97 @@
+"""``evaluate(cfg)``: the standard LIP protocol on a split, for any saved model.
+
+One confusion matrix over the split at the original label size, mIoU over all classes, optional
+flip / multi-scale TTA (``tta=flip``, ``tta=multiscale``). The model comes from the one loader
+(``.ckpt``, ``.onnx``, ``save_pretrained`` folder) with its classes, input size and
+normalisation, and runs through the same inference network and preprocessing as ``predict``.
+Writes ``metrics.json``, ``per_class_iou.md``/``.png``, ``confusion_matrix.png``, validation
+panels under ``figures/`` and, with ``save_predictions=true``, label PNGs under
+``predictions/``. Runs on one device or under DDP (``trainer=ddp_sim`` on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from lipnet_pl.config import config_errors, plain
+from lipnet_pl.errors import UserError
+from lipnet_pl.evaluation.tta import tta_config
+
+log = logging.getLogger(__name__)
+
+
+def check_classes(cfg: DictConfig, spec) -> None:
+    """The data config must describe the checkpoint's classes (or leave them to it)."""
+    data_classes = plain(cfg.data.get("classes"))
+    n = cfg.data.get("num_classes")
+    if n is not None and int(n) != spec.num_classes:
+        raise UserError(
+            f"ckpt_path={cfg.ckpt_path} predicts {spec.num_classes} classes but data.num_classes="
+            f"{n}: evaluate on data with the model's classes (data.num_classes="
+            f"{spec.num_classes}, data.classes=...)"
+        )
+    if data_classes and list(data_classes.get("names") or spec.classes.names) != list(
+        spec.classes.names
+    ):
+        raise UserError(
+            f"data.classes.names differ from the classes of ckpt_path={cfg.ckpt_path} "
+            f"({list(spec.classes.names)}): drop data.classes to use the model's"
+        )
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
+    from lipnet_pl.evaluation.reports import write_reports
+    from lipnet_pl.evaluation.writer import PredictionWriter
+    from lipnet_pl.inference.loader import load_model
+    from lipnet_pl.inference.predictor import inference_network
+    from lipnet_pl.training.callbacks import ProgressBar, ValidationPanels
+    from lipnet_pl.training.module import SegmentationModule
+    from lipnet_pl.training.run import build_datamodule, build_trainer
+
+    with config_errors("tta"):
+        tta = tta_config(plain(cfg.tta))
+    loaded = load_model(cfg.ckpt_path)
+    spec = loaded.spec
+    check_classes(cfg, spec)
+    net = inference_network(loaded, fast=bool(cfg.get("fast", True)))
+    module = SegmentationModule.from_spec(spec, network=net, tta=tta, channels_last=False)
+    dm = build_datamodule(
+        cfg,
+        splits=("val",),
+        classes=spec.classes.to_dict(),
+        crop_size=list(spec.input_size),
+        num_classes=spec.num_classes,
+        mean=list(spec.mean),
+        std=list(spec.std),
+    )
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [ProgressBar(), ValidationPanels(int(cfg.get("log_images", 4)))]
+    if cfg.get("save_predictions"):
+        callbacks.append(PredictionWriter(out_dir / "predictions"))
+    trainer = build_trainer(cfg, callbacks, loggers=[])
+    trainer.validate(module, datamodule=dm, verbose=False)
+    if not trainer.is_global_zero:
+        return {}
+    results = module.last_val_results
+    extra = {"ckpt_path": str(cfg.ckpt_path), "format": loaded.format, "tta": tta, **spec.to_dict()}
+    files = write_reports(results, list(spec.classes.names), out_dir, extra)
+    log.info("metrics: %s", files["metrics"])
+    return {**results, "files": {k: str(v) for k, v in files.items()}}
+
+
+def report(results: dict[str, Any], out_dir: str | Path) -> None:
+    """The command's last line."""
+    if results:
+        lr = results.get("lr_miou")
+        lr_text = "" if lr is None else f" | left/right mIoU {100 * lr:.2f}"
+        print(
+            f"val mIoU {100 * results['miou']:.2f} | pixel acc {100 * results['pixel_acc']:.2f} | "
+            f"mean acc {100 * results['mean_acc']:.2f}{lr_text} | paper per-image mIoU (not "
+            f"comparable) {100 * results['paper_miou_per_image']:.2f} -> {out_dir}"
+        )

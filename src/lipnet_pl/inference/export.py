@@ -1,0 +1,225 @@
+"""Export a saved model to ONNX, TorchScript or a ``save_pretrained`` folder, and check it.
+
+    python -m lipnet_pl.export ckpt_path=<run>/checkpoints/last.ckpt format=onnx [dynamic=true]
+
+Batch norm is folded into the convolutions first. The exported model is compared with the
+PyTorch model (unfolded, eval mode) on a random input at the model's input size (and, with
+``dynamic=true``, at a second shape): the max absolute difference of the logits is printed and
+the command fails above ``tolerance``. ONNX files carry the model's spec (classes, input size,
+normalisation, network config) in their metadata, so ``eval`` and ``predict`` take them as
+``ckpt_path=model.onnx``. ``quantize=int8`` adds a statically quantised copy calibrated on
+``calibration.images`` training images of ``calibration.data_root``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from rich.console import Console
+from torch import nn
+
+from lipnet_pl.config import plain
+from lipnet_pl.errors import UserError
+from lipnet_pl.inference.loader import load_model
+from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
+
+console = Console(soft_wrap=True)  # long paths stay on one greppable line
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
+MIN_OPSET = 17
+
+
+class ExportParityError(UserError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+def export_onnx(
+    net: nn.Module, example: torch.Tensor, path: Path, dynamic: bool, opset: int
+) -> Path:
+    """torch.export-based ONNX export (onnxscript), weights embedded in the single .onnx file."""
+    dynamic_shapes = None
+    if dynamic:
+        free = torch.export.Dim.DYNAMIC
+        dynamic_shapes = ({0: free, 2: free, 3: free},)
+    torch.onnx.export(
+        net,
+        (example,),
+        str(path),
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=opset,
+        dynamo=True,
+        external_data=False,
+        dynamic_shapes=dynamic_shapes,
+    )
+    return path
+
+
+def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """Trace (sizes read from the input stay symbolic, so other shapes work when the model is
+    shape-generic, which ``dynamic=true`` checks)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # TorchScript is deprecated (said in the docs)
+        traced = torch.jit.trace(net, example, check_trace=False)
+        torch.jit.save(traced, str(path))
+    return path
+
+
+def run_exported(path: Path, fmt: str, x: torch.Tensor) -> np.ndarray:
+    """Logits of the exported file on ``x`` (onnxruntime CPU / reloaded TorchScript)."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return session.run(None, {name: x.numpy()})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return module(x).numpy()
+
+
+def check_parity(
+    reference: nn.Module, path: Path, fmt: str, shape: tuple[int, ...], seed: int = 0
+) -> float:
+    """Max abs difference between ``reference`` and the exported model on a random input."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    got = run_exported(path, fmt, x)
+    if got.shape != expected.shape:
+        raise ExportParityError(
+            f"exported model returns shape {got.shape}, PyTorch {expected.shape} (input {shape})"
+        )
+    return float(np.abs(got - expected).max())
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    if cfg.format not in FORMATS:
+        raise UserError(f"format={cfg.format!r} is not supported: use one of {sorted(FORMATS)}")
+    if cfg.get("quantize") not in (None, "none", "int8"):
+        raise UserError(f"quantize={cfg.quantize!r}: use quantize=int8 or leave it out")
+    if cfg.get("quantize") == "int8" and cfg.format != "onnx":
+        raise UserError("quantize=int8 needs format=onnx")
+    if cfg.get("quantize") == "int8":
+        check_calibration_root(cfg.calibration.get("data_root"))
+    if int(cfg.opset) < MIN_OPSET:
+        raise UserError(f"opset={cfg.opset}: use an ONNX opset >= {MIN_OPSET}")
+    if float(cfg.tolerance) <= 0:
+        raise UserError(f"tolerance must be > 0, got {cfg.tolerance}")
+
+
+def check_calibration_root(root) -> None:
+    """int8 calibration reads train images: the root must have them (checked before exporting)."""
+    from lipnet_pl.data.layout import find_layout
+
+    if not root:
+        raise UserError("quantize=int8 needs calibration.data_root=<LIP-format root> (train images)")
+    try:
+        layout = find_layout(root)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise UserError(f"calibration.data_root={root}: {err}") from None
+    if "train" not in layout or not layout["train"].ids:
+        raise UserError(f"calibration.data_root={root} has no train split (train_images/)")
+
+
+def output_path(cfg: DictConfig, source: Path) -> Path:
+    """``output=`` or, by default, beside the source: ``<stem>.onnx`` etc."""
+    if cfg.get("output"):
+        return Path(cfg.output)
+    return source.with_name(source.stem + FORMATS[cfg.format])
+
+
+def export(cfg: DictConfig) -> tuple[Path, list[float]]:
+    """Export ``cfg.ckpt_path``; returns the file and the max abs difference of each check."""
+    check_export_config(cfg)
+    loaded = load_model(cfg.ckpt_path)
+    if loaded.format == "onnx":
+        raise UserError(f"ckpt_path={cfg.ckpt_path} is already ONNX: export a .ckpt instead")
+    out = output_path(cfg, Path(loaded.source))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.format == "pretrained":
+        from lipnet_pl.inference.pretrained import save_pretrained
+
+        save_pretrained(loaded.net, loaded.spec, out)
+        console.print(f"wrote {out} (safetensors + config.json)")
+        return out, []
+    reference = loaded.net.eval()
+    folded = fold_batchnorm(reference)
+    n_bn = count_batchnorm(reference)
+    console.print(f"batch norm folded: {n_bn - count_batchnorm(folded)} of {n_bn} layers")
+    h, w = loaded.spec.input_size
+    example = torch.randn(1, 3, h, w)
+    # write beside the target, check, then rename: a failed export never replaces a good file
+    partial = out.with_name(f".{out.name}.partial{out.suffix}")
+    try:
+        if cfg.format == "onnx":
+            from lipnet_pl.inference.onnx_runtime import write_spec
+
+            export_onnx(folded, example, partial, bool(cfg.dynamic), int(cfg.opset))
+            write_spec(partial, loaded.spec)
+        else:
+            export_torchscript(folded, example, partial)
+        diffs = check_all(reference, partial, cfg, check_size(cfg, loaded.spec.input_size))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    kind = "dynamic" if cfg.dynamic else "static"
+    console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {kind} shapes)")
+    if cfg.get("quantize") == "int8":
+        quantize(out, loaded.spec, cfg)
+    return out, diffs
+
+
+def check_all(
+    reference: nn.Module, out: Path, cfg: DictConfig, size: tuple[int, int]
+) -> list[float]:
+    """Parity at ``size`` (and a second shape when dynamic); raises above tolerance."""
+    h, w = size
+    shapes = [(1, 3, h, w)]
+    if cfg.dynamic:
+        shapes.append((2, 3, max(32, h // 2 + 7), max(32, w // 2 + 21)))
+    diffs = []
+    for shape in shapes:
+        diff = check_parity(reference, out, cfg.format, shape, int(cfg.seed))
+        diffs.append(diff)
+        verdict = "[green]ok[/green]" if diff <= cfg.tolerance else "[red]FAILED[/red]"
+        console.print(
+            f"parity {cfg.format} vs PyTorch on input {list(shape)}: max abs diff {diff:.3e} "
+            f"{verdict}"
+        )
+    if max(diffs) > cfg.tolerance:
+        raise ExportParityError(
+            f"{out}: exported model differs from PyTorch by {max(diffs):.3e} > tolerance "
+            f"{cfg.tolerance}"
+        )
+    return diffs
+
+
+def check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, int]:
+    """``check_size=[H, W]`` or the model's input size."""
+    size = plain(cfg.get("check_size"))
+    if not size:
+        return default
+    if len(size) != 2 or min(int(s) for s in size) < 1:
+        raise UserError(f"check_size must be [height, width], got {size}")
+    return int(size[0]), int(size[1])
+
+
+def quantize(fp32: Path, spec, cfg: DictConfig) -> Path:
+    """int8 copy of an exported ONNX file, calibrated on training images of a data root."""
+    from lipnet_pl.inference.quantize import calibration_batches, quantize_onnx_int8
+
+    calib = cfg.calibration
+    out = fp32.with_name(fp32.stem + ".int8.onnx")
+    batches = calibration_batches(calib.data_root, spec, int(calib.images))
+    quantize_onnx_int8(fp32, out, batches)
+    console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, int8)")
+    return out

@@ -1,0 +1,180 @@
+"""``run_predict(cfg)``: human parsing of images, folders, videos and live streams.
+
+See :mod:`lipnet_pl.inference.files` for what is written per image; a video or stream gives
+``<name>_overlay.mp4`` plus ``<name>_legend.png`` (every class seen), and the isolated model FPS
+and end-to-end FPS are printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from lipnet_pl.config import config_errors, plain
+from lipnet_pl.data.dataset import DataFileError, decode_image
+from lipnet_pl.errors import UserError
+from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
+from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
+from lipnet_pl.inference.predictor import Predictor
+from lipnet_pl.evaluation.tta import tta_config
+from lipnet_pl.models.spec import ModelSpec
+from lipnet_pl.runtime import resolve_device
+from lipnet_pl.viz import legend
+
+console = Console(soft_wrap=True)  # long paths stay on one greppable line
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def load_for_prediction(cfg: DictConfig) -> LoadedModel:
+    """The model of ``ckpt_path``, or random weights when (and only when) explicitly allowed."""
+    if cfg.get("ckpt_path"):
+        return load_model(cfg.ckpt_path)
+    if not cfg.get("allow_random_weights", False):
+        raise UserError(
+            "ckpt_path is required: pass ckpt_path=<run dir>/checkpoints/last.ckpt (or an .onnx "
+            "file or a save_pretrained folder), or allow_random_weights=true to run an UNTRAINED "
+            "network (meaningless output; smoke tests and timing only)"
+        )
+    spec = ModelSpec.from_dict(plain(cfg.random_model))
+    console.print(
+        f"[bold yellow]WARNING: allow_random_weights=true: RANDOM weights for {spec.net}; "
+        "the predictions are meaningless.[/bold yellow]"
+    )
+    return random_model(spec)
+
+
+def _batched(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def predict_images(
+    predictor: Predictor,
+    files: Sequence[tuple[str, Path]],
+    output: Path,
+    report: PredictReport,
+    batch_size: int,
+    save: dict,
+    alpha: float,
+) -> None:
+    """Predict image files in batches, writing every output kind for each."""
+    with progress_bar() as progress:
+        task = progress.add_task("images", total=len(files))
+        for chunk in _batched(list(files), batch_size):
+            loaded = []
+            for source, rel in chunk:
+                try:
+                    loaded.append((rel, decode_image(source)))
+                except DataFileError as err:
+                    report.fail(source, str(err))
+                    console.print(f"[red]skipped[/red] {source}: {err}")
+                    progress.advance(task)
+            if not loaded:
+                continue
+            labels = predictor.predict([img for _, img in loaded])
+            for (rel, img), label in zip(loaded, labels, strict=True):
+                rgb = img.permute(1, 2, 0).numpy()
+                save_outputs(output, rel, rgb, label, predictor.classes, save, alpha)
+                report.images += 1
+                progress.advance(task)
+
+
+def predict_video(
+    predictor: Predictor, source: str, rel: Path, output: Path, cfg: DictConfig
+) -> dict[str, Any]:
+    """Overlay every frame of ``source`` into ``<output>/<name>_overlay.mp4``."""
+    from lipnet_pl.inference.video import run_video, time_model, video_settings
+    from lipnet_pl.viz import overlay
+
+    settings = video_settings(plain(cfg.video))
+    dest = output / rel.parent / f"{Path(rel).stem}_overlay.mp4"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    palette, alpha = predictor.classes.palette, float(cfg.overlay_alpha)
+
+    def render(frame, label):
+        return overlay(frame, label, palette, alpha=alpha)
+
+    isolated = time_model(predictor.predict, source, n=10)
+    if isolated is not None:
+        console.print(f"isolated model FPS: {isolated:.1f} (network alone, 10 frames)")
+    stats = run_video(source, dest, predictor.predict, render, **settings)
+    legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
+    Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
+    console.print(
+        f"{source}: {stats.frames} frames ({stats.dropped} dropped) -> {dest} | "
+        f"isolated model FPS: {isolated or float('nan'):.1f} | end-to-end FPS: "
+        f"{stats.end_to_end_fps:.1f}"
+    )
+    return {**stats.as_dict(), "isolated_model_fps": isolated, "output": str(dest)}
+
+
+def run_predict(cfg: DictConfig) -> PredictReport:
+    """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
+    if cfg.get("input") in (None, "", "???"):
+        raise UserError("input is required: an image, a folder, a video, a stream URL or a list")
+    if int(cfg.batch_size) < 1:
+        raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    inputs = plain(cfg.input)
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "predictions"
+    with config_errors("tta"):
+        tta = tta_config(plain(cfg.tta))
+    device = resolve_device(str(cfg.device))
+    loaded = load_for_prediction(cfg)
+    predictor = Predictor(
+        loaded, device=device, tta=tta, fast=bool(cfg.fast), compile=bool(cfg.get("compile"))
+    )
+    console.print(
+        f"model {loaded.spec.name} ({loaded.format}) on {predictor.device} | input size "
+        f"{predictor.input_size} | TTA {predictor.tta} | fast path {bool(cfg.fast)} | torch "
+        f"threads {torch.get_num_threads()}"
+    )
+    report = PredictReport()
+    files = collect_inputs(inputs, report)
+    for source, reason in report.failed:
+        console.print(f"[red]skipped[/red] {source}: {reason}")
+    images = [(s, r) for s, r in files if not is_video(Path(r))]
+    videos = [(s, r) for s, r in files if is_video(Path(r))]
+    save = plain(cfg.save) if cfg.get("save") else {}
+    if images:
+        predict_images(
+            predictor, images, output, report, int(cfg.batch_size), save, float(cfg.overlay_alpha)
+        )
+    for source, rel in videos:
+        try:
+            stats = predict_video(predictor, source, rel, output, cfg)
+        except ValueError as err:  # unreadable container or stream, unsupported codec
+            report.fail(source, str(err))
+            console.print(f"[red]skipped[/red] {source}: {err}")
+            continue
+        report.videos += 1
+        report.frames += stats["frames"]
+        report.video_stats[source] = stats
+    console.print(
+        f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
+        f"{output}; {len(report.failed)} failed"
+    )
+    if report.succeeded == 0:
+        raise UserError(
+            f"nothing was predicted: all {len(report.failed)} inputs failed (see above); "
+            "check input="
+        )
+    return report

@@ -1,0 +1,59 @@
+"""Process-wide runtime choices shared by every command: the device and a quiet console."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+
+from lipnet_pl.errors import UserError
+
+
+def resolve_device(name: str | torch.device = "auto", key: str = "device") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; ``cpu``, ``cuda`` or ``cuda:N`` otherwise."""
+    if isinstance(name, torch.device):
+        return name
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(str(name))
+    except RuntimeError:
+        raise UserError(f"{key}={name!r} is not a device: use auto, cpu or cuda[:N]") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{key}={name!r} but CUDA is not available: use {key}=auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"{key}={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif device.type != "cpu":
+        raise UserError(f"{key}={name!r}: only cpu and cuda devices are supported")
+    return device
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning's tips that advertise its cloud products ("💡 Tip: ... litlogger/litmodels")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡" not in record.getMessage()
+
+
+_QUIET = False
+
+
+def quiet_libraries() -> None:
+    """Keep the console for our output: drop library advertisements and known-harmless noise."""
+    global _QUIET
+    if _QUIET:
+        return
+    _QUIET = True
+    # Lightning's rank_zero_info/warn log through these loggers (filters act on their records)
+    for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropAdverts())
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+

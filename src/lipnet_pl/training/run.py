@@ -1,0 +1,290 @@
+"""``train(cfg)``: data, module, trainer from a composed ``conf/train.yaml``, then ``fit``.
+
+Called by ``python -m lipnet_pl.train``, the demo, tests and notebooks. Every output lands under
+``paths.output_dir`` (the run dir): checkpoints/, logs/, wandb/, figures/ and
+``run_summary.json`` (read by the multirun summary, :mod:`lipnet_pl.training.sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lipnet_pl.config import config_errors, plain
+from lipnet_pl.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DATA_HINT = (
+    "Get LIP as described in data/README.md (then pass data.root=/path/to/LIP), or try the "
+    "pipeline without it: `make demo` (synthetic data, CPU, a few minutes) or "
+    "`python -m lipnet_pl.train experiment=demo`."
+)
+
+
+def is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def is_distributed(trainer_cfg: DictConfig) -> bool:
+    """True when the trainer config asks for more than one process."""
+    strategy = str(trainer_cfg.get("strategy", "auto"))
+    devices = trainer_cfg.get("devices", 1)
+    many_devices = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+        not isinstance(devices, int) and str(devices) not in ("1", "auto", "[0]")
+    )
+    return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse combinations that hang or cannot work, before anything heavy starts."""
+    if is_multirun() and is_distributed(cfg.trainer):
+        raise UserError(
+            "Hydra multirun with a multi-process trainer "
+            f"(trainer.strategy={cfg.trainer.get('strategy')}, trainer.devices="
+            f"{cfg.trainer.get('devices')}, trainer.num_nodes={cfg.trainer.get('num_nodes')}) "
+            "hangs: Lightning cannot relaunch DDP workers from a sweep. Run sweeps one device per "
+            "job (trainer=gpu or trainer=cpu), or launch each DDP run separately without -m."
+        )
+
+
+SPLIT_FOLDERS = {"train": "train_images", "val": "val_images", "test": "testing_images"}
+
+
+def build_datamodule(cfg: DictConfig, splits=("train", "val"), **overrides: Any):
+    """``cfg.data`` (``_target_``) with ``overrides``; the ``splits`` it needs are checked
+    before any Trainer (or GPU) starts."""
+    from lipnet_pl.data.layout import find_layout
+
+    data_cfg = plain(cfg.data)
+    data_cfg.update(overrides)
+    with config_errors("data"):
+        dm = hydra.utils.instantiate(data_cfg, _convert_="all")
+    try:
+        dm.prepare_data()
+        layout = find_layout(dm.root, use_id_files=getattr(dm, "use_id_files", True))
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        raise UserError(f"{err} {DATA_HINT}") from None
+    for split in splits:
+        if split not in layout or not layout[split].ids:
+            raise UserError(
+                f"data.root={dm.root} has no {split} split (no {SPLIT_FOLDERS[split]}/ folder "
+                f"with images): point data.root at a LIP folder that has it; see data/README.md"
+            )
+    return dm
+
+
+def build_module(cfg: DictConfig, dm):
+    from lipnet_pl.training.module import SegmentationModule
+
+    with config_errors("model.net"):
+        return SegmentationModule(
+            net=plain(cfg.model.net),
+            classes=dm.classes.to_dict(),
+            input_size=list(dm.crop_size),
+            normalize={"mean": list(dm.mean), "std": list(dm.std)},
+            **plain(cfg.module),
+        )
+
+
+def instantiate_group(group: DictConfig | None, key: str) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a callbacks/logger group."""
+    if not group:
+        return []
+    with config_errors(key):
+        return [
+            hydra.utils.instantiate(v, _convert_="all")
+            for v in group.values()
+            if isinstance(v, DictConfig) and "_target_" in v
+        ]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
+    """``cfg.trainer`` with atomic checkpoint writes; our one-line model summary replaces
+    Lightning's table (which prints ``Total FLOPs: 0``)."""
+    from lipnet_pl.training.checkpoint_io import AtomicCheckpointIO
+
+    trainer_cfg = plain(cfg.trainer)
+    trainer_cfg.setdefault("enable_model_summary", False)
+    plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
+    with config_errors("trainer"):
+        return hydra.utils.instantiate(
+            trainer_cfg,
+            callbacks=callbacks,
+            logger=loggers if loggers else False,
+            plugins=plugins,
+            _convert_="all",
+        )
+
+
+def newest_checkpoint(run_dir: Path) -> Path | None:
+    """Newest ``checkpoints/last*.ckpt`` or Lightning SLURM ``hpc_ckpt_*.ckpt`` of a run dir."""
+    candidates = [*(run_dir / "checkpoints").glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """The checkpoint ``fit`` resumes from.
+
+    * ``ckpt_path=<file>``: that file (it must exist);
+    * ``ckpt_path=last``: the run dir's newest last/HPC checkpoint, an error when there is none;
+    * ``ckpt_path=null`` with ``resume=auto`` (default): the newest one if the run dir has one
+      (relaunching a named run, ``run_name=NAME``, or a requeued SLURM job continues), else None.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        if str(cfg.get("resume", "auto")) != "auto":
+            return None
+        found = newest_checkpoint(run_dir)
+        if found is not None:
+            log.info("resuming from %s (resume=auto; pass resume=never to refuse)", found)
+        return None if found is None else str(found)
+    if str(ckpt) == "last":
+        found = newest_checkpoint(run_dir)
+        if found is None:
+            raise UserError(
+                f"ckpt_path=last: no last*.ckpt in {run_dir / 'checkpoints'} (nor hpc_ckpt_*.ckpt "
+                f"in {run_dir}): relaunch with the run's name (run_name=NAME) or its dir "
+                "(hydra.run.dir=DIR), or drop ckpt_path to start a new run"
+            )
+        return str(found)
+    if not Path(str(ckpt)).is_file():
+        raise UserError(f"ckpt_path={ckpt} does not exist: pass a .ckpt file, or ckpt_path=last")
+    check_resumable(Path(str(ckpt)))
+    return str(ckpt)
+
+
+def check_resumable(path: Path) -> None:
+    """A training checkpoint of this project (read once here, so a bad file is one line)."""
+    from lipnet_pl.inference.loader import HINT, read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if "state_dict" not in ckpt or "loops" not in ckpt or "net" not in (ckpt.get("hyper_parameters") or {}):
+        raise UserError(
+            f"ckpt_path={path} is not a lipnet_pl training checkpoint (it lacks the training "
+            f"state): resume from <run dir>/checkpoints/last.ckpt; {HINT}"
+        )
+
+
+def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
+    """A new run never writes over another run's checkpoints."""
+    ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
+    if resume_from is None and ckpt_dir.is_dir() and any(ckpt_dir.glob("*.ckpt")):
+        raise UserError(
+            f"{ckpt_dir} already holds checkpoints of another run and resume=never: pick another "
+            "run_name, or resume it (resume=auto or ckpt_path=last)"
+        )
+
+
+def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, Any]:
+    """Per-job facts for the sweep table: dilations, size, cost, best mIoU, speed."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lipnet_pl.models.summary import count_gflops, count_parameters
+    from lipnet_pl.training.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
+
+    best_cb = next(
+        (c for c in trainer.checkpoint_callbacks if not isinstance(c, StepCheckpoint)), None
+    )
+    best = module.best_val_results or module.last_val_results or {}
+    throughput = find_callback(trainer, ThroughputMonitor)
+    h, w = module.hparams["input_size"]
+    return {
+        "model": module.hparams["net"].get("name"),
+        "dilations": module.hparams["net"].get("dilations"),
+        "params": count_parameters(module.net),
+        "gflops": round(count_gflops(module.net, height=h, width=w), 3),
+        "input_size": [h, w],
+        "best_val_miou": best.get("miou"),
+        "best_val_lr_miou": best.get("lr_miou"),
+        "best_epoch": best.get("epoch"),
+        "last_val": {k: v for k, v in (module.last_val_results or {}).items() if k != "confmat"},
+        "train_images_per_s": None if throughput is None else throughput.images_per_second,
+        "global_step": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "best_ckpt": best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else None,
+        "last_ckpt": best_cb.last_model_path if isinstance(best_cb, ModelCheckpoint) else None,
+        "output_dir": str(cfg.paths.output_dir),
+        "wall_s": round(wall_s, 2),
+        "overrides": _job_overrides(),
+    }
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
+    """The divergence guard is always on; the LR monitor needs a logger."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from lipnet_pl.training.guard import NonFiniteGuard
+
+    if not loggers:
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    if not any(isinstance(cb, NonFiniteGuard) for cb in callbacks):
+        callbacks.append(NonFiniteGuard())
+    return callbacks
+
+
+def _describe(module, dm) -> None:
+    from lipnet_pl.models.summary import count_parameters
+
+    net = module.hparams["net"]
+    log.info(
+        "model %s: %.3f M parameters | input %s | %d classes | data %s",
+        net.get("name"),
+        count_parameters(module.net) / 1e6,
+        "x".join(str(s) for s in module.hparams["input_size"]),
+        module.class_info.num_classes,
+        dm.root,
+    )
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``)."""
+    check_config(cfg)
+    start = time.perf_counter()
+    resume_from = resolve_resume(cfg)
+    if str(cfg.get("resume", "auto")) == "never":
+        refuse_overwrite(cfg, resume_from)
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    loggers = instantiate_group(cfg.get("logger"), "logger")
+    callbacks = _default_callbacks(instantiate_group(cfg.get("callbacks"), "callbacks"), loggers)
+    Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+    trainer = build_trainer(cfg, callbacks, loggers)
+    _describe(module, dm)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        summary = {}
+        if trainer.is_global_zero:
+            summary = run_summary(cfg, trainer, module, time.perf_counter() - start)
+            path = Path(cfg.summary_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(summary, indent=2))
+            log.info("run summary: %s", path)
+    finally:
+        _finish_wandb(loggers)
+    return summary
+
+
+def _finish_wandb(loggers: list[Any]) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        wandb.finish()  # a multirun's next job must start a fresh wandb run
