@@ -1,19 +1,23 @@
-"""`make bench` smoke test: tiny config, every output written, the final speed-up line."""
+"""`make bench` on a tiny configuration: every backend row, the outputs, the best-backend lines
+and the final speed-up line; timing and memory primitives."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
 
-from lipnet_pl.bench import CONFIG_DIR, Result, fast_path_speedup, run
+from lipnet_pl.benchmark.report import best_lines
+from lipnet_pl.benchmark.runners import ModelInfo, Result, make_result
+from lipnet_pl.benchmark.suite import run, selected_models
+from lipnet_pl.benchmark.timing import PeakMemory, time_calls
+from lipnet_pl.config import compose
+from lipnet_pl.errors import UserError
 
 TINY = [
-    "only=[lipnet]",
+    "models=[lipnet]",
     "size=64",
     "device=cpu",
     "cpu.repeats=1",
@@ -22,71 +26,72 @@ TINY = [
     "cpu.train_repeats=1",
     "cpu.batch_sizes=[1,2]",
     "speedup_pairs=2",
+    "onnxruntime.int8=[lipnet]",
+    "onnxruntime.calibration_batches=2",
 ]
 
 
-def bench_cfg(*overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="bench", overrides=[*TINY, *overrides])
+def bench_cfg(tmp_path, *overrides):
+    return compose("bench", [*TINY, f"paths.output_dir={tmp_path}", *overrides])
 
 
 @pytest.mark.slow
-def test_bench_writes_json_markdown_and_plot(tmp_path):
-    results, speedup = run(bench_cfg(), tmp_path)
+def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
+    results, meta = run(bench_cfg(tmp_path), tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
-    cases = {(r["variant"], r["batch"]) for r in data["results"]}
-    assert cases == {("eager", 1), ("eager", 2), ("fast", 1), ("fast", 2), ("train", 2)}
+    cases = {(r["backend"], r["variant"], r["batch"]) for r in data["results"]}
+    assert cases == {
+        ("pytorch", "eager", 1), ("pytorch", "eager", 2),
+        ("pytorch", "fast", 1), ("pytorch", "fast", 2),
+        ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2),
+        ("onnxruntime", "int8", 1), ("onnxruntime", "int8", 2),
+        ("pytorch", "train", 2),
+    }  # fmt: skip
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in data["results"])
     assert all(r["params_m"] > 3 and r["gflops"] > 0 for r in data["results"])
     assert data["meta"]["reduced_cpu_profile"] is True
-    assert data["meta"]["fast_path_speedup"] == pytest.approx(speedup)
-    md = (tmp_path / "bench.md").read_text()
-    assert "| lipnet | fast | fp32 | 2 |" in md and "## Training step" in md
-    assert md.rstrip().splitlines()[-1] == f"fast-path speed-up: {speedup:.2f}x"
-    png = (tmp_path / "fps_vs_batch.png").read_bytes()
+    md = (tmp_path / "bench.md").read_text().rstrip().splitlines()
+    assert md[-1] == f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"
+    assert re.fullmatch(r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32", md[-2])
+    png = (tmp_path / "best_backend.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_speedup_is_eager_over_best_configured_fast_path():
-    def row(variant, ms, batch=1, dtype="fp32"):
-        return Result(
-            "lipnet", "inference", variant, dtype, batch, ms, ms, 1e3 / ms, None, "", 1.0, 1.0
-        )
+def test_best_line_names_the_fastest_backend_and_its_gain_over_eager():
+    info = ModelInfo("lipnet", 3.96, 32.8)
+    mem = PeakMemory(torch.device("cpu"))
+
+    def row(backend, variant, ms, batch=1):
+        return make_result(info, "inference", backend, variant, "fp32", batch, [ms], mem)
 
     rows = [
-        row("eager", 100.0),
-        row("fast", 80.0),
-        row("eager", 10.0, batch=4),
-        row("fast", 1.0, dtype="bf16"),
+        row("pytorch", "eager", 100.0),
+        row("pytorch", "fast", 80.0),
+        row("onnxruntime", "int8", 40.0),
+        row("onnxruntime", "int8", 5.0, batch=4),  # other batch sizes do not count
     ]
-    assert fast_path_speedup(rows) == pytest.approx(1.25)
-    assert fast_path_speedup([*rows, row("fast+compile", 50.0)]) == pytest.approx(2.0)
-    assert fast_path_speedup(rows[2:]) != fast_path_speedup(rows[2:])  # NaN when not measured
+    assert best_lines(rows) == [
+        "best lipnet: 25.0 img/s at batch 1 (onnxruntime int8), 2.50x over PyTorch eager fp32"
+    ]
+    assert isinstance(rows[0], Result) and rows[0].images_per_s == pytest.approx(10.0)
 
 
-def test_unknown_model_label_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown model labels \['resnet'\]"):
-        run(bench_cfg("only=[resnet]"), tmp_path)
+def test_models_come_from_conf_model_and_unknown_ones_are_named(tmp_path):
+    models = selected_models(bench_cfg(tmp_path, "models=[lipnet,unet_resnet18]"))
+    assert models["lipnet"]["dilations"] == [1, 1, 2, 4, 8, 1]  # conf/model/lipnet.yaml + preset
+    assert models["unet_resnet18"]["encoder_weights"] is None
+    with pytest.raises(UserError, match=r"only=\['resnet'\]: not in models"):
+        run(bench_cfg(tmp_path, "only=[resnet]"), tmp_path)
 
 
-@pytest.mark.slow
-def test_cli_first_and_last_lines(tmp_path):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lipnet_pl.bench",
-            *TINY,
-            f"output_dir={tmp_path}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = proc.stdout.strip().splitlines()
-    assert lines[0].startswith("CUDA not available: reduced CPU configuration")
-    assert re.fullmatch(r"fast-path speed-up: \d+\.\d\dx", lines[-1])
-    assert any(line.startswith("torch ") and "torch threads" in line for line in lines[:3])
-    assert (tmp_path / "bench.json").is_file()
+def test_time_calls_measures_each_call_after_warmup():
+    calls = []
+    times = time_calls(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)
+    assert len(calls) == 5 and len(times) == 3 and all(t >= 0 for t in times)
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with PeakMemory(torch.device("cpu")) as mem:
+        block = torch.ones(64, 2**20, dtype=torch.uint8)  # 64 MiB, touched
+        block.add_(1)
+    assert mem.mib is not None and mem.mib > 48

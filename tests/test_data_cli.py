@@ -17,8 +17,16 @@ from lipnet_pl.data.synthetic import generate
 from lipnet_pl.data.synthetic import main as synthetic_main
 
 
+
+def exit_status(argv: list[str]) -> int:
+    """What the shell sees: the return value, or the status of a one-line error exit."""
+    try:
+        return main(argv)
+    except SystemExit as err:
+        return err.code
+
 def test_check_healthy_root_exits_0_and_prints_counts(synthetic_lip_root, capsys):
-    assert main(["check", str(synthetic_lip_root)]) == 0
+    assert exit_status(["check", str(synthetic_lip_root)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"train\s*│\s*8\s*│\s*8\s*│\s*8", out)
     assert re.search(r"val\s*│\s*4\s*│\s*4\s*│\s*4", out)
@@ -46,7 +54,7 @@ def test_check_broken_root_exits_1_and_lists_every_problem(synthetic_lip_root, t
     grey = train.image_path(ids[5])
     Image.open(grey).convert("L").save(grey, format="JPEG")
 
-    assert main(["check", str(root)]) == 1
+    assert exit_status(["check", str(root)]) == 1
     out = capsys.readouterr().out
     assert f"missing image: 1\n  {missing_image}" in out
     assert str(missing_label) in out and "missing label: 1" in out
@@ -63,7 +71,7 @@ def test_check_warns_but_passes_on_non_rgb_only(synthetic_lip_root, tmp_path, ca
     val = find_layout(root)["val"]
     path = val.image_path(val.ids[0])
     Image.open(path).convert("L").save(path, format="JPEG")
-    assert main(["check", str(root)]) == 0
+    assert exit_status(["check", str(root)]) == 0
     assert f"{path} (mode L)" in capsys.readouterr().out
 
 
@@ -98,7 +106,7 @@ def test_prepare_official_zips_with_nested_annotation_zip(tmp_path, capsys):
         zf.write(flat / "test_id.txt", "Testing_images/test_id.txt")
 
     out = tmp_path / "LIP"
-    assert main(["prepare", str(zips), str(out)]) == 0
+    assert exit_status(["prepare", str(zips), str(out)]) == 0
     for name in (
         "train_images",
         "val_segmentations",
@@ -113,20 +121,20 @@ def test_prepare_official_zips_with_nested_annotation_zip(tmp_path, capsys):
     a, b = LIPDataset(find_layout(out)["val"]), LIPDataset(find_layout(flat)["val"])
     assert torch.equal(a[1]["mask"], b[1]["mask"]) and torch.equal(a[1]["image"], b[1]["image"])
     # OUT is now non-empty: refused without --force, replaced with it
-    assert main(["prepare", str(zips), str(out)]) == 2
-    assert "not empty" in capsys.readouterr().out
-    assert main(["prepare", str(zips), str(out), "--force"]) == 0
+    assert exit_status(["prepare", str(zips), str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert exit_status(["prepare", str(zips), str(out), "--force"]) == 0
     assert not list(tmp_path.glob(".LIP.tmp-*"))
 
 
 def test_prepare_without_zips_is_a_clear_error(tmp_path, capsys):
-    assert main(["prepare", str(tmp_path), str(tmp_path / "out")]) == 2
-    assert "TrainVal_images.zip" in capsys.readouterr().out and not (tmp_path / "out").exists()
+    assert exit_status(["prepare", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "TrainVal_images.zip" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_bench_prints_the_contract_line(synthetic_lip_root, capsys):
     assert (
-        main(["bench", str(synthetic_lip_root), "--crop", "64", "--samples", "4", "--runs", "2"])
+        exit_status(["bench", str(synthetic_lip_root), "--crop", "64", "--samples", "4", "--runs", "2"])
         == 0
     )
     lines = capsys.readouterr().out.splitlines()

@@ -12,16 +12,16 @@ import pytest
 
 from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.eval import evaluate
-from lipnet_pl.utils import compose_config
-from tiny import TINY_NET, tiny_lip
-
-VAL = 5  # odd: the DistributedSampler pads rank 1 with a duplicate of sample 0
+from lipnet_pl.config import compose
+from lipnet_pl.evaluation.run import evaluate
+from tiny import TINY_NET
 
 
 @pytest.mark.slow
-def test_ddp_sim_validation_equals_single_process(tmp_path):
-    root = tiny_lip(tmp_path / "LIP", train=8, val=VAL, seed=5)
+def test_ddp_sim_validation_equals_single_process(tmp_path, lip_root):
+    root = lip_root  # 5 val images: the DistributedSampler pads rank 1 with a duplicate
+    VAL = len(find_layout(root)["val"].ids)
+    assert VAL % 2 == 1
     data = ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.num_workers=0"]
     env = {**os.environ, "WANDB_MODE": "offline"}
     # training itself runs under DDP too (2 processes, global batch 4 = 2 per process)
@@ -48,10 +48,10 @@ def test_ddp_sim_validation_equals_single_process(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((tmp_path / "train" / "run_summary.json").read_text())["global_step"] == 2
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    common = [f"ckpt_path={ckpt}", *data, "tta.flip=true", "log_images=0"]
+    common = [f"ckpt_path={ckpt}", *data, "tta=flip", "log_images=0"]
 
     single = evaluate(
-        compose_config(
+        compose(
             "eval",
             [
                 *common,

@@ -1,4 +1,5 @@
-"""Evaluation: standard metrics equal an independent recomputation; reports and figures are written."""
+"""Evaluation: the standard protocol equals an independent recomputation; reports, figures and
+prediction files are written; predict gives the same labels as eval."""
 
 from __future__ import annotations
 
@@ -6,48 +7,20 @@ import json
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from lipnet_pl.data.dataset import LIPDataset
+from lipnet_pl.config import compose
+from lipnet_pl.data import EvalTransform, LIPDataset
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.data.transforms import EvalTransform
-from lipnet_pl.eval import evaluate
-from lipnet_pl.train import UserFacingError, train
-from lipnet_pl.tta import predict_logits
-from lipnet_pl.utils import compose_config
-from tiny import TINY_NET, tiny_lip
+from lipnet_pl.evaluation.reports import iou_markdown_table, plot_confusion_matrix
+from lipnet_pl.evaluation.run import evaluate
+from lipnet_pl.evaluation.tta import predict_logits
+from lipnet_pl.inference.loader import load_model
+from lipnet_pl.inference.run import run_predict
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """(data root, checkpoint path) of a 2-step training run on a tiny synthetic set."""
-    root = tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=3, seed=4)
-    out = tmp_path_factory.mktemp("train")
-    cfg = compose_config(
-        "train",
-        [
-            "data=lip",
-            f"data.root={root}",
-            "data.crop_size=[64,64]",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            "trainer=cpu",
-            "trainer.max_epochs=1",
-            "trainer.limit_train_batches=2",
-            "logger=none",
-            "callbacks.progress_bar=null",
-            f"paths.output_dir={out}",
-            *TINY_NET,
-        ],
-    )
-    summary = train(cfg)
-    return root, summary["last_ckpt"]
-
-
-def _eval_cfg(root, ckpt, out, flip):
-    return compose_config(
+def eval_cfg(root, ckpt, out, *extra):
+    return compose(
         "eval",
         [
             f"ckpt_path={ckpt}",
@@ -57,16 +30,17 @@ def _eval_cfg(root, ckpt, out, flip):
             "data.batch_size=2",
             "trainer=cpu",
             f"paths.output_dir={out}",
-            f"tta.flip={str(flip).lower()}",
+            *extra,
         ],
     )
 
 
-def _reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
-    """Recompute the split's confusion matrix by hand: model, resize to label size, np.bincount."""
-    from lipnet_pl.checkpoint import load_model_from_checkpoint
+def reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
+    """The split's confusion matrix by hand: the plain network (no fast path) on the data layer's
+    samples, logits back to the label size, argmax, np.bincount over the split."""
+    import torch.nn.functional as F
 
-    loaded = load_model_from_checkpoint(ckpt)
+    loaded = load_model(ckpt)
     dataset = LIPDataset(
         find_layout(root)["val"], EvalTransform(loaded.input_size, loaded.mean, loaded.std)
     )
@@ -75,56 +49,77 @@ def _reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
     for i in range(len(dataset)):
         sample = dataset[i]
         logits = predict_logits(loaded.net, sample["image"][None], flip_permutation=perm)
-        label = sample["mask"].numpy()
-        pred = (
-            F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)[0]
-            .argmax(0)
-            .numpy()
-        )
+        label = sample["mask"].long().numpy()
+        pred = F.interpolate(logits, size=label.shape, mode="bilinear")[0].argmax(0).numpy()
         valid = label != 255
         hist += np.bincount(20 * label[valid] + pred[valid], minlength=400).reshape(20, 20)
     return hist
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flip", [False, True])
-def test_evaluate_matches_independent_recomputation(trained, tmp_path, flip):
-    root, ckpt = trained
-    results = evaluate(_eval_cfg(root, ckpt, tmp_path, flip))
-    ref = _reference_confmat(root, ckpt, flip)
-    np.testing.assert_array_equal(np.asarray(results["confmat"]), ref)
-    tp = np.diag(ref).astype(float)
-    iou = tp / np.maximum(ref.sum(0) + ref.sum(1) - tp, 1)
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_evaluate_matches_an_independent_recomputation(lip_root, trained_ckpt, tmp_path, tta):
+    results = evaluate(eval_cfg(lip_root, trained_ckpt, tmp_path, f"tta={tta}", "fast=false"))
+    ref = reference_confmat(lip_root, trained_ckpt, flip=tta == "flip")
+    got = np.asarray(results["confmat"])
+    np.testing.assert_array_equal(got, ref)
+    tp = np.diag(got).astype(float)
+    iou = tp / np.maximum(got.sum(0) + got.sum(1) - tp, 1)
     assert results["miou"] == pytest.approx(iou.mean())
-    assert results["num_images"] == 3
+    assert results["num_images"] == len(find_layout(lip_root)["val"].ids)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert on_disk["tta"]["flip"] is flip and on_disk["miou"] == pytest.approx(results["miou"])
+    assert on_disk["tta"]["flip"] is (tta == "flip")
+    assert on_disk["miou"] == pytest.approx(results["miou"]) and on_disk["net"]["name"] == "lipnet"
 
 
 @pytest.mark.slow
-def test_evaluate_writes_table_and_figures(trained, tmp_path):
-    root, ckpt = trained
-    results = evaluate(_eval_cfg(root, ckpt, tmp_path, True))
+def test_evaluate_writes_table_figures_and_prediction_files(lip_root, trained_ckpt, tmp_path):
+    results = evaluate(eval_cfg(lip_root, trained_ckpt, tmp_path, "save_predictions=true"))
     table = (tmp_path / "per_class_iou.md").read_text()
     assert "| Left-arm |" in table and "| Right-shoe |" in table and "| miou |" in table
-    assert table.count("\n| ") >= 20 + 4
+    assert "| lr_miou |" in table  # mean IoU of the six left/right classes
     for name in ("per_class_iou.png", "confusion_matrix.png"):
         with Image.open(tmp_path / name) as img:
             assert img.size[0] > 200 and img.size[1] > 200
     assert set(results["files"]) == {"metrics", "table", "iou_plot", "confusion_plot"}
     assert any((tmp_path / "figures").glob("val_panel_*.png"))
+    split = find_layout(lip_root)["val"]
+    for sample_id in split.ids:
+        with Image.open(tmp_path / "predictions" / f"{sample_id}.png") as pred:
+            assert pred.mode == "L"
+            assert pred.size == Image.open(split.image_path(sample_id)).size
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    cfg = _eval_cfg(tmp_path, tmp_path / "nope.ckpt", tmp_path, False)
-    with pytest.raises(UserFacingError, match="ckpt_path=.*nope.ckpt does not exist"):
-        evaluate(cfg)
+@pytest.mark.slow
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_predict_writes_exactly_the_labels_eval_scores(lip_root, trained_ckpt, tmp_path, tta):
+    """One loader, one preprocessing, one network, one logits->labels step: the label PNGs of
+    predict equal eval's predictions pixel for pixel on the same images."""
+    evaluate(eval_cfg(lip_root, trained_ckpt, tmp_path / "eval", "save_predictions=true", f"tta={tta}"))
+    split = find_layout(lip_root)["val"]
+    images = [str(split.image_path(i)) for i in split.ids]
+    run_predict(
+        compose(
+            "predict",
+            [
+                f"ckpt_path={trained_ckpt}",
+                f"input=[{','.join(images)}]",
+                f"output={tmp_path / 'predict'}",
+                f"paths.output_dir={tmp_path / 'predict'}",
+                f"tta={tta}",
+                "batch_size=2",
+                "device=cpu",
+            ],
+        )
+    )
+    for sample_id in split.ids:
+        from_eval = np.asarray(Image.open(tmp_path / "eval" / "predictions" / f"{sample_id}.png"))
+        from_predict = np.asarray(Image.open(tmp_path / "predict" / "labels" / f"{sample_id}.png"))
+        assert np.array_equal(from_eval, from_predict), sample_id
 
 
 def test_per_class_table_and_plots_from_confusion(tmp_path):
-    from lipnet_pl.plots import iou_markdown_table, plot_confusion_matrix
-
     table = iou_markdown_table({"a": 0.5, "b": 0.25}, {"miou": 0.375})
     assert "| miou | 37.50 |" in table and "| b | 25.00 |" in table
     with pytest.raises(ValueError, match="does not match 3 class names"):
-        plot_confusion_matrix(torch.zeros(2, 2).numpy(), ["a", "b", "c"], tmp_path / "x.png")
+        plot_confusion_matrix(np.zeros((2, 2)), ["a", "b", "c"], tmp_path / "x.png")

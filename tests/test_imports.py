@@ -1,5 +1,5 @@
 """Public modules import on their own in a fresh interpreter (catches import cycles that an
-earlier import in the same test process would hide, e.g. checkpoint <-> data)."""
+earlier import in the same test process would hide, e.g. inference.loader <-> data)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ import sys
 import pytest
 
 FIRST_IMPORTS = [
-    "lipnet_pl.checkpoint",
+    "lipnet_pl.cli",
     "lipnet_pl.data",
     "lipnet_pl.models",
+    "lipnet_pl.training",
+    "lipnet_pl.evaluation",
+    "lipnet_pl.inference",
+    "lipnet_pl.inference.loader",
+    "lipnet_pl.benchmark.suite",
+    "lipnet_pl.train",
+    "lipnet_pl.eval",
     "lipnet_pl.predict",
     "lipnet_pl.export",
-    "lipnet_pl.train",
+    "lipnet_pl.bench",
+    "lipnet_pl.demo",
 ]
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lipnet_pl.sweep import write_summary
-from tiny import TINY_NET, tiny_lip
+from lipnet_pl.config import compose, config_dir
+from lipnet_pl.training.sweep import write_summary
+from tiny import TINY_NET
 
 TINY = [
     "data=lip",
@@ -27,11 +28,6 @@ TINY = [
     "callbacks.progress_bar=null",
     *TINY_NET,
 ]
-
-
-@pytest.fixture(scope="module")
-def lip_root(tmp_path_factory):
-    return tiny_lip(tmp_path_factory.mktemp("lip") / "LIP", train=4, val=2, seed=3, max_size=80)
 
 
 def _multirun(tmp_path, lip_root, *overrides):
@@ -64,14 +60,15 @@ def _read_csv(path):
 def test_multirun_over_named_presets_writes_summary_table(tmp_path, lip_root):
     proc, sweep_dir = _multirun(tmp_path, lip_root, "model/dilations=glob(*,exclude=[none,wide])")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = _read_csv(sweep_dir / "sweep_summary.csv")
-    assert [json.loads(r["dilations"]) for r in rows] == [[1, 1, 2, 4, 8, 1], [1, 1, 1, 2, 4, 1]]
+    rows = _read_csv(sweep_dir / "sweep_summary.csv")  # glob order: control, paper, shallow
+    assert [json.loads(r["dilations"]) for r in rows] == [[1] * 6, [1, 1, 2, 4, 8, 1], [1, 1, 1, 2, 4, 1]]
     for row in rows:
         assert int(row["params"]) > 0 and float(row["gflops"]) > 0
         assert 0.0 <= float(row["best_val_miou"]) <= 1.0
+        assert 0.0 <= float(row["best_val_lr_miou"]) <= 1.0
         assert float(row["train_images_per_s"]) > 0
     md = (sweep_dir / "sweep_summary.md").read_text()
-    assert "| job | model | dilations | params | GFLOPs | best val mIoU (%) | train img/s |" in md
+    assert "| best val mIoU (%) | left/right mIoU (%) | train img/s |" in md
     assert "[1,1,2,4,8,1]" in md and "[1,1,1,2,4,1]" in md
 
 
@@ -97,18 +94,18 @@ def test_multirun_with_ddp_is_refused_with_a_clear_message(tmp_path, lip_root):
 
 
 def test_glob_of_dilation_presets_lists_every_preset():
-    from hydra import compose, initialize_config_dir
+    presets = sorted(p.stem for p in Path(config_dir(), "model", "dilations").glob("*.yaml"))
+    assert {"control", "none", "paper", "shallow", "wide"} <= set(presets)
+    for name in presets:
+        cfg = compose("train", [f"model/dilations={name}", "paths.output_dir=/tmp/unused"])
+        assert len(cfg.model.net.dilations) == 6
 
-    from lipnet_pl.utils import CONFIG_DIR
 
-    presets = sorted(p.stem for p in Path(CONFIG_DIR, "model", "dilations").glob("*.yaml"))
-    assert {"paper", "shallow"} <= set(presets)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        for name in presets:
-            cfg = compose(
-                "train", overrides=[f"model/dilations={name}", "paths.output_dir=/tmp/unused"]
-            )
-            assert len(cfg.model.net.dilations) == 6
+def test_context_starved_control_has_no_atrous_rate_and_no_image_pooling():
+    net = compose("train", ["model/dilations=control", "paths.output_dir=/tmp/x"]).model.net
+    assert net.dilations == [1] * 6 and net.aspp_rates == [1, 1, 1] and net.image_pooling == "none"
+    paper = compose("train", ["paths.output_dir=/tmp/x"]).model.net  # other presets keep ASPP
+    assert paper.aspp_rates == [6, 12, 18] and paper.image_pooling == "input"
 
 
 def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
@@ -122,6 +119,7 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
                     "params": 3960852,
                     "gflops": 32.8,
                     "best_val_miou": miou,
+                    "best_val_lr_miou": miou / 2,
                     "train_images_per_s": 12.5,
                     "overrides": [f"job={job}"],
                 }
@@ -131,5 +129,6 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
     rows = _read_csv(csv_path)
     assert [r["job"] for r in rows] == ["2", "10"]  # numeric job order, not lexicographic
     md = md_path.read_text().splitlines()
-    assert md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 12.50 | job=2 |"
+    assert md[0].startswith("| job | model | dilations | params | GFLOPs | best val mIoU (%) | left/right mIoU (%) |")
+    assert md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | job=2 |"
     assert write_summary(tmp_path / "empty") is None

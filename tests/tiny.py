@@ -3,6 +3,9 @@ widths (same code paths) and helpers shared by several test modules."""
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 TINY_LIPNET_KWARGS = dict(
     stem_channels=8,
     widths=[8, 8, 16, 16, 32, 32],
@@ -19,3 +22,17 @@ TINY_NET = [
     f"model.net.{key}={str(value).replace(' ', '')}" for key, value in TINY_LIPNET_KWARGS.items()
 ]
 """Hydra overrides giving the tiny LIP-Net."""
+
+
+def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial running statistics, so folding has something to fold (fresh BN is identity)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+    return model.eval()

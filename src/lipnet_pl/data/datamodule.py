@@ -234,20 +234,20 @@ class LIPDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             return 1, 0
-        if trainer.world_size > 1 and getattr(
-            trainer._accelerator_connector, "use_distributed_sampler", False
-        ):
+        connector = getattr(trainer, "_accelerator_connector", None)
+        if trainer.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
             raise ValueError(
                 "trainer.use_distributed_sampler=true: LIPDataModule shards the data over ranks "
                 "itself (resumable order, no double counting in validation); set it to false"
             )
-        return int(trainer.world_size), int(trainer.global_rank)
+        return int(trainer.world_size), int(getattr(trainer, "global_rank", 0))
 
     def _pin(self) -> bool:
         if self.pin_memory != "auto":
             return bool(self.pin_memory)
         trainer = self.trainer
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+        device = getattr(getattr(trainer, "strategy", None), "root_device", None)
+        return device is not None and device.type == "cuda"
 
     def _loader(self, dataset: LIPDataset | None, name: str, batch_size: int, train: bool):
         if dataset is None:

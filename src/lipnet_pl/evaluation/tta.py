@@ -57,10 +57,10 @@ def predict_logits(
     ``flip_permutation`` (``perm[c]`` = the class ``c`` becomes in a mirrored image) turns on flip
     TTA; ``scales`` resizes the input by each factor and brings the logits back to ``H x W``.
     """
-    if flip_permutation is None and [float(s) for s in scales] == [1.0]:
-        return net(images)  # no TTA: no averaging copy
     if images.ndim != 4:
         raise ValueError(f"images must be [B, 3, H, W], got shape {tuple(images.shape)}")
+    if flip_permutation is None and [float(s) for s in scales] == [1.0]:
+        return net(images)  # no TTA: no averaging copy
     scales = tuple(float(s) for s in scales)
     if not scales or any(s <= 0 for s in scales):
         raise ValueError(f"scales must be positive factors, got {list(scales)}")

@@ -1,0 +1,62 @@
+"""One contract for every model name of ``build_model``: any input size, a usable backward,
+the inference fast path and ONNX Runtime give the eager model's outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lipnet_pl.models import MODEL_NAMES, build_model
+from lipnet_pl.models.fastpath import make_fast
+from tiny import TINY_LIPNET_KWARGS, randomise_batchnorm
+
+SMALL = {"lipnet": TINY_LIPNET_KWARGS}  # everything else at its default size
+ODD_SIZES = [(65, 67), (33, 47)]
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def model(request) -> nn.Module:
+    torch.manual_seed(0)
+    return randomise_batchnorm(build_model(request.param, num_classes=20, **SMALL.get(request.param, {})))
+
+
+class TestEveryModel:
+    @pytest.mark.parametrize("size", ODD_SIZES)
+    def test_logits_keep_any_input_size(self, model, size):
+        with torch.no_grad():
+            out = model(torch.randn(2, 3, *size))
+        assert out.shape == (2, 20, *size) and torch.isfinite(out).all()
+
+    def test_backward_reaches_every_trainable_parameter(self, model):
+        model.train()
+        try:
+            out = model(torch.randn(2, 3, 64, 64))
+            nn.functional.cross_entropy(out, torch.randint(0, 20, (2, 64, 64))).backward()
+            grads = [p.grad for p in model.parameters() if p.requires_grad]
+            assert all(g is not None and torch.isfinite(g).all() for g in grads)
+            assert sum(float(g.abs().sum()) for g in grads) > 0
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.eval()
+
+    def test_fast_path_matches_eager(self, model):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        x = torch.randn(2, 3, 64, 72)  # not a multiple of the peers' stride: padding path too
+        with torch.inference_mode():
+            expected, got = model(x), make_fast(model)(x)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+
+    @pytest.mark.slow
+    def test_onnx_runtime_matches_eager(self, model, tmp_path):
+        from lipnet_pl.inference.export import export_onnx
+        from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
+        from lipnet_pl.models.fastpath import fold_batchnorm
+
+        path = export_onnx(fold_batchnorm(model), torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", True, 18)
+        session = OnnxRuntimeNet(path)
+        for size in ((64, 64), (65, 67)):
+            x = torch.randn(1, 3, *size)
+            with torch.no_grad():
+                torch.testing.assert_close(session(x), model(x), atol=1e-4, rtol=1e-4)
