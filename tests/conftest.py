@@ -24,7 +24,9 @@ def synthetic_lip_root(tmp_path_factory) -> Path:
     Shared by the whole session: treat it as read-only (copy it before corrupting files).
     """
     root = tmp_path_factory.mktemp("synthetic_lip") / "LIP"
-    return generate(root, seed=0, layout="official", train=8, val=4, test=2, min_size=64, max_size=128)
+    return generate(
+        root, seed=0, layout="official", train=8, val=4, test=2, min_size=64, max_size=128
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lipnet_pl.benchmark.report import best_lines
-from lipnet_pl.benchmark.runners import ModelInfo, Result, make_result
+from lipnet_pl.benchmark.runners import Case, ModelInfo, Result, make_result
 from lipnet_pl.benchmark.suite import run, selected_models
 from lipnet_pl.benchmark.timing import PeakMemory, time_calls
 from lipnet_pl.config import compose
@@ -52,7 +52,9 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
     assert data["meta"]["reduced_cpu_profile"] is True
     md = (tmp_path / "bench.md").read_text().rstrip().splitlines()
     assert md[-1] == f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"
-    assert re.fullmatch(r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32", md[-2])
+    assert re.fullmatch(
+        r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32", md[-2]
+    )
     png = (tmp_path / "best_backend.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -62,7 +64,8 @@ def test_best_line_names_the_fastest_backend_and_its_gain_over_eager():
     mem = PeakMemory(torch.device("cpu"))
 
     def row(backend, variant, ms, batch=1):
-        return make_result(info, "inference", backend, variant, "fp32", batch, [ms], mem)
+        case = Case(info, torch.device("cpu"), "fp32", batch, (473, 473), 0, 1)
+        return make_result(case, "inference", backend, variant, [ms], mem)
 
     rows = [
         row("pytorch", "eager", 100.0),

@@ -83,7 +83,9 @@ def run_main(command: str, args: list[str], tmp_path: Path, monkeypatch, capsys)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("command", COMMANDS)
 def test_user_error_is_one_line_and_exit_2(command, case, inputs, tmp_path, monkeypatch, capsys):
-    code, out, err = run_main(command, case_args(command, case, inputs), tmp_path, monkeypatch, capsys)
+    code, out, err = run_main(
+        command, case_args(command, case, inputs), tmp_path, monkeypatch, capsys
+    )
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -92,7 +94,12 @@ def test_user_error_is_one_line_and_exit_2(command, case, inputs, tmp_path, monk
         "missing": "missing.ckpt",
         "random_bytes": "random.ckpt",
         "text_file": "notes.ckpt",
-        "no_val_split": {"eval": "val", "predict": "input", "export": "calibration", "train": "val"},
+        "no_val_split": {
+            "eval": "val",
+            "predict": "input",
+            "export": "calibration",
+            "train": "val",
+        },
         "bad_option": {
             "eval": "tta.flip",
             "predict": "batch_size",
@@ -126,7 +133,9 @@ def test_checkpoint_classes_that_disagree_with_the_data(inputs, tmp_path, monkey
 
 def test_missing_required_value_names_the_key(tmp_path, monkeypatch, capsys):
     code, _, err = run_main("eval", [], tmp_path, monkeypatch, capsys)
-    assert code == 2 and err == "error: ckpt_path is required: add ckpt_path=<value> to the command\n"
+    assert (
+        code == 2 and err == "error: ckpt_path is required: add ckpt_path=<value> to the command\n"
+    )
 
 
 def test_models_and_data_commands_follow_the_same_contract(tmp_path, capsys):

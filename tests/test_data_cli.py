@@ -17,13 +17,13 @@ from lipnet_pl.data.synthetic import generate
 from lipnet_pl.data.synthetic import main as synthetic_main
 
 
-
 def exit_status(argv: list[str]) -> int:
     """What the shell sees: the return value, or the status of a one-line error exit."""
     try:
         return main(argv)
     except SystemExit as err:
         return err.code
+
 
 def test_check_healthy_root_exits_0_and_prints_counts(synthetic_lip_root, capsys):
     assert exit_status(["check", str(synthetic_lip_root)]) == 0
@@ -134,7 +134,9 @@ def test_prepare_without_zips_is_a_clear_error(tmp_path, capsys):
 
 def test_bench_prints_the_contract_line(synthetic_lip_root, capsys):
     assert (
-        exit_status(["bench", str(synthetic_lip_root), "--crop", "64", "--samples", "4", "--runs", "2"])
+        exit_status(
+            ["bench", str(synthetic_lip_root), "--crop", "64", "--samples", "4", "--runs", "2"]
+        )
         == 0
     )
     lines = capsys.readouterr().out.splitlines()

@@ -30,7 +30,9 @@ def test_train_batch_contract(synthetic_lip_root):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 48, 40) and batch["image"].dtype == torch.float32
-    assert batch["mask"].shape == (4, 48, 40) and batch["mask"].dtype == torch.uint8  # widened on the device
+    assert (
+        batch["mask"].shape == (4, 48, 40) and batch["mask"].dtype == torch.uint8
+    )  # widened on the device
     assert len(batch["id"]) == 4 and all(isinstance(i, str) for i in batch["id"])
     values = set(batch["mask"].unique().tolist())
     assert values <= set(range(20)) | {255} and len(values) > 5
@@ -84,8 +86,10 @@ def test_missing_root_and_class_mismatch_errors(tmp_path):
         dm.setup("fit")
     with pytest.raises(ValueError, match=r"data.num_classes=7"):
         _dm(tmp_path, num_classes=7, classes={"names": ["a", "b"]})
-    with pytest.raises(ValueError, match=r"data\.\* augmentation.*scale_range.*\[1\.5, 0\.5\]"):
-        _dm(tmp_path, scale_range=[1.5, 0.5])
+    with pytest.raises(ValueError, match=r"data\.augment.*scale_range.*\[1\.5, 0\.5\]"):
+        _dm(tmp_path, augment={"scale_range": [1.5, 0.5]})
+    with pytest.raises(ValueError, match=r"data\.augment.*colour"):
+        _dm(tmp_path, augment={"colour": 0.1})
     with pytest.raises(ValueError, match=r"data\.synthetic\.\['trian'\]"):
         _dm(tmp_path, synthetic={"trian": 3})
     with pytest.raises(ValueError, match=r"data.batch_size must be >= 1, got 0"):

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from lipnet_pl.config import compose
 from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.config import compose
 from lipnet_pl.evaluation.run import evaluate
 from tiny import TINY_NET
 

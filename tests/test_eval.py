@@ -95,7 +95,9 @@ def test_evaluate_writes_table_figures_and_prediction_files(lip_root, trained_ck
 def test_predict_writes_exactly_the_labels_eval_scores(lip_root, trained_ckpt, tmp_path, tta):
     """One loader, one preprocessing, one network, one logits->labels step: the label PNGs of
     predict equal eval's predictions pixel for pixel on the same images."""
-    evaluate(eval_cfg(lip_root, trained_ckpt, tmp_path / "eval", "save_predictions=true", f"tta={tta}"))
+    evaluate(
+        eval_cfg(lip_root, trained_ckpt, tmp_path / "eval", "save_predictions=true", f"tta={tta}")
+    )
     split = find_layout(lip_root)["val"]
     images = [str(split.image_path(i)) for i in split.ids]
     run_predict(

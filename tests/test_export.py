@@ -30,7 +30,9 @@ def net(random_ckpt):
 def test_onnx_round_trip_is_folded_and_matches_pytorch(net, tmp_path):
     folded = fold_batchnorm(net)
     assert count_batchnorm(folded) == 0
-    path = export_onnx(folded, torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True, opset=18)
+    path = export_onnx(
+        folded, torch.randn(1, 3, 64, 64), tmp_path / "m.onnx", dynamic=True, opset=18
+    )
     model = onnx.load(str(path))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
     assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
@@ -46,7 +48,9 @@ def test_torchscript_round_trip_matches_pytorch(net, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_command_checks_at_the_model_input_size_and_embeds_the_spec(random_ckpt, tmp_path, capsys):
+def test_export_command_checks_at_the_model_input_size_and_embeds_the_spec(
+    random_ckpt, tmp_path, capsys
+):
     from lipnet_pl.inference.onnx_runtime import read_spec
 
     out = tmp_path / "model.onnx"
@@ -64,7 +68,9 @@ def test_failed_parity_check_keeps_the_previous_file(random_ckpt, tmp_path, monk
     out = tmp_path / "m.torchscript.pt"
     out.write_bytes(b"a good model from yesterday")
     real = export_mod.run_exported
-    monkeypatch.setattr(export_mod, "run_exported", lambda p, f, x: real(p, f, x) + np.float32(0.01))
+    monkeypatch.setattr(
+        export_mod, "run_exported", lambda p, f, x: real(p, f, x) + np.float32(0.01)
+    )
     cfg = export_cfg(tmp_path, ckpt_path=random_ckpt, format="torchscript", output=out)
     with pytest.raises(UserError, match=r"differs from PyTorch by 1\.0\d\de-02 > tolerance 0.001"):
         export(cfg)

@@ -9,7 +9,11 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lipnet_pl.evaluation.metrics import LIPSegmentationMetrics, paper_image_miou, scores_from_confusion
+from lipnet_pl.evaluation.metrics import (
+    LIPSegmentationMetrics,
+    paper_image_miou,
+    scores_from_confusion,
+)
 from lipnet_pl.training.distributed import padded_sample_mask
 
 C = 20

@@ -18,7 +18,17 @@ def installed(tmp_path_factory) -> Path:
     """The project built as a wheel and installed (without dependencies) into a fresh folder."""
     work = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work / "dist"), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(work / "dist"),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -30,7 +40,17 @@ def installed(tmp_path_factory) -> Path:
     assert "lipnet_pl/training/run.py" in names
     site = work / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -47,7 +67,9 @@ def run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 def test_installed_wheel_runs_the_commands_outside_the_checkout(installed, tmp_path):
-    where = run_installed(installed, tmp_path, "-c", "import lipnet_pl.config as c; print(c.__file__, c.config_dir())")
+    where = run_installed(
+        installed, tmp_path, "-c", "import lipnet_pl.config as c; print(c.__file__, c.config_dir())"
+    )
     assert where.returncode == 0, where.stderr
     assert str(installed) in where.stdout and str(REPO) not in where.stdout  # not the checkout
 

@@ -51,7 +51,9 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
     }
     for name, arr in images.items():
         Image.fromarray(arr).save(folder / name)
-    Image.fromarray(rng.integers(0, 256, (40, 60), dtype=np.uint8), mode="L").save(folder / "gray.jpg")
+    Image.fromarray(rng.integers(0, 256, (40, 60), dtype=np.uint8), mode="L").save(
+        folder / "gray.jpg"
+    )
     (folder / "corrupt.jpg").write_bytes(b"this is not a jpeg")
     (folder / "notes.txt").write_text("not an image")
     # the network sees what the data layer decodes (JPEG is lossy): read the files back with it
@@ -61,7 +63,11 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
 def test_predict_folder_writes_labels_equal_to_the_argmax(random_ckpt, tmp_path):
     images = write_images(tmp_path / "in")
     out = tmp_path / "out"
-    report = run_predict(predict_cfg(tmp_path, ckpt_path=random_ckpt, input=tmp_path / "in", output=out, batch_size=3))
+    report = run_predict(
+        predict_cfg(
+            tmp_path, ckpt_path=random_ckpt, input=tmp_path / "in", output=out, batch_size=3
+        )
+    )
     assert report.images == 4
     failed = {Path(p).name: reason for p, reason in report.failed}
     assert set(failed) == {"corrupt.jpg", "notes.txt"}

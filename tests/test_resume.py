@@ -80,7 +80,9 @@ def test_killed_run_relaunched_with_the_identical_command_ends_like_an_uninterru
     args = [sys.executable, "-m", "lipnet_pl.train", *resume_command(lip_root, "victim")]
     env = {**os.environ, "WANDB_MODE": "offline"}
     run_dir = tmp_path / "outputs" / "train" / "runs" / "victim"  # run_name -> a fixed run dir
-    victim = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     step_ckpt = run_dir / "checkpoints" / "last-step.ckpt"
     deadline = time.monotonic() + 300
     while victim.poll() is None and time.monotonic() < deadline:
@@ -161,7 +163,9 @@ def test_guard_stops_within_n_steps_and_keeps_the_last_good_checkpoint(
     for path in (tmp_path / "checkpoints").glob("*.ckpt"):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         assert ckpt["global_step"] <= bad, path.name  # nothing written after the NaN step
-        assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+        assert all(
+            torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+        )
         assert load_model(path).net is not None
 
 
@@ -202,7 +206,9 @@ def test_fp16_trains_through_overflow_steps(train_cfg, tmp_path):
     )
     summary = train(cfg)
     assert summary["global_step"] == 8
-    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
     scale = ckpt["MixedPrecision"]["scale"] if "MixedPrecision" in ckpt else None
     assert scale is not None and scale < 1.0e30  # the scaler backed off: steps overflowed
     start = load_model(tmp_path / "checkpoints" / "last.ckpt").net.state_dict()

@@ -61,7 +61,11 @@ def test_multirun_over_named_presets_writes_summary_table(tmp_path, lip_root):
     proc, sweep_dir = _multirun(tmp_path, lip_root, "model/dilations=glob(*,exclude=[none,wide])")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _read_csv(sweep_dir / "sweep_summary.csv")  # glob order: control, paper, shallow
-    assert [json.loads(r["dilations"]) for r in rows] == [[1] * 6, [1, 1, 2, 4, 8, 1], [1, 1, 1, 2, 4, 1]]
+    assert [json.loads(r["dilations"]) for r in rows] == [
+        [1] * 6,
+        [1, 1, 2, 4, 8, 1],
+        [1, 1, 1, 2, 4, 1],
+    ]
     for row in rows:
         assert int(row["params"]) > 0 and float(row["gflops"]) > 0
         assert 0.0 <= float(row["best_val_miou"]) <= 1.0
@@ -129,6 +133,10 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
     rows = _read_csv(csv_path)
     assert [r["job"] for r in rows] == ["2", "10"]  # numeric job order, not lexicographic
     md = md_path.read_text().splitlines()
-    assert md[0].startswith("| job | model | dilations | params | GFLOPs | best val mIoU (%) | left/right mIoU (%) |")
-    assert md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | job=2 |"
+    assert md[0].startswith(
+        "| job | model | dilations | params | GFLOPs | best val mIoU (%) | left/right mIoU (%) |"
+    )
+    assert (
+        md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | job=2 |"
+    )
     assert write_summary(tmp_path / "empty") is None

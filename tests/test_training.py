@@ -95,7 +95,9 @@ def test_channels_last_training_step_matches_the_default_layout(dtype):
     for channels_last in (False, True):
         torch.manual_seed(1)
         module = tiny_module(channels_last=channels_last).to(dtype)
-        module._trainer = SimpleNamespace(world_size=1, strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        module._trainer = SimpleNamespace(
+            world_size=1, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+        )
         module.setup("fit")
         batch = module.on_after_batch_transfer({"image": images.clone(), "mask": masks.clone()}, 0)
         assert batch["mask"].dtype == torch.long  # uint8 widened on the device
@@ -134,7 +136,9 @@ def test_sgd_without_weight_decay_on_norms_and_biases():
     assert all(p.ndim <= 1 for g in no_decay for p in g["params"])
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
     assert opt.defaults["momentum"] == 0.9
-    adamw = build_optimizer(net, {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.01})
+    adamw = build_optimizer(
+        net, {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 0.01}
+    )
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.9, 0.99)
 
 
@@ -167,7 +171,11 @@ def test_loss_is_weighted_sum_of_ce_lovasz_dice():
     target = torch.randint(0, 20, (2, 16, 16))
     target[:, :3] = 255
     values = {
-        k: float(SegmentationLoss(20, ce=float(k == "ce"), lovasz=float(k == "lovasz"), dice=float(k == "dice"))(logits, target))
+        k: float(
+            SegmentationLoss(
+                20, ce=float(k == "ce"), lovasz=float(k == "lovasz"), dice=float(k == "dice")
+            )(logits, target)
+        )
         for k in ("ce", "lovasz", "dice")
     }
     assert values["ce"] == pytest.approx(

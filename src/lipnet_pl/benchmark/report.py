@@ -49,9 +49,15 @@ def best_per_model(results: list[Result], batch: int = 1) -> dict[str, tuple[Res
     """model -> (fastest inference row at ``batch``, its PyTorch eager fp32 row)."""
     out = {}
     for model in dict.fromkeys(r.model for r in results):
-        rows = [r for r in results if r.model == model and r.kind == "inference" and r.batch == batch]
+        rows = [
+            r for r in results if r.model == model and r.kind == "inference" and r.batch == batch
+        ]
         eager = next(
-            (r for r in rows if r.backend == "pytorch" and r.variant == "eager" and r.dtype == "fp32"),
+            (
+                r
+                for r in rows
+                if r.backend == "pytorch" and r.variant == "eager" and r.dtype == "fp32"
+            ),
             None,
         )
         if rows and eager is not None:
@@ -117,10 +123,23 @@ def plot_best(results: list[Result], path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (model, (best, eager)) in enumerate(best_per_model(results).items()):
-        ax.scatter(best.gflops, best.images_per_s, color=f"C{i}", s=60, label=f"{model}: {best.label}")
+        ax.scatter(
+            best.gflops, best.images_per_s, color=f"C{i}", s=60, label=f"{model}: {best.label}"
+        )
         ax.scatter(eager.gflops, eager.images_per_s, facecolors="none", edgecolors=f"C{i}", s=60)
-        ax.plot([eager.gflops, best.gflops], [eager.images_per_s, best.images_per_s], color=f"C{i}", alpha=0.4)
-        ax.annotate(model, (best.gflops, best.images_per_s), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.plot(
+            [eager.gflops, best.gflops],
+            [eager.images_per_s, best.images_per_s],
+            color=f"C{i}",
+            alpha=0.4,
+        )
+        ax.annotate(
+            model,
+            (best.gflops, best.images_per_s),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
     ax.set_xlabel("GFLOPs per image")
     ax.set_ylabel("images / s at batch 1")
     ax.set_title("Best backend (filled) vs PyTorch eager fp32 (hollow)")
@@ -135,7 +154,9 @@ def plot_best(results: list[Result], path: Path) -> Path:
 def write_outputs(results: list[Result], meta: dict[str, Any], out: Path, plot: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md"}
-    paths["json"].write_text(json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2))
+    paths["json"].write_text(
+        json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=2)
+    )
     paths["markdown"].write_text(to_markdown(results, meta))
     if plot:
         paths["plot"] = plot_best(results, out / "best_backend.png")

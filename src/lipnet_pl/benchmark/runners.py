@@ -53,31 +53,36 @@ class Result:
         return f"onnxruntime {self.variant}"
 
 
-def make_result(
-    info: ModelInfo,
-    kind: str,
-    backend: str,
-    variant: str,
-    dtype: str,
-    batch: int,
-    times: list[float],
-    mem: PeakMemory,
-) -> Result:
+@dataclass(frozen=True)
+class Case:
+    """What one measurement runs: model, device, dtype, batch, input size and repetitions."""
+
+    info: ModelInfo
+    device: torch.device
+    dtype: str
+    batch: int
+    size: tuple[int, int]
+    warmup: int
+    repeats: int
+
+
+def make_result(case: Case, kind: str, backend: str, variant: str, times, mem) -> Result:
+    """The one place a table row is made."""
     median = statistics.median(times)
     return Result(
-        info.label,
+        case.info.label,
         kind,
         backend,
         variant,
-        dtype,
-        batch,
+        case.dtype,
+        case.batch,
         median,
         percentile(times, 0.9),
-        batch * 1e3 / median,
+        case.batch * 1e3 / median,
         mem.mib,
         mem.kind,
-        info.params_m,
-        info.gflops,
+        case.info.params_m,
+        case.info.gflops,
     )
 
 
@@ -94,72 +99,48 @@ def inference_call(net: nn.Module, x: torch.Tensor, device, dtype="fp32", cudagr
         return net(x)
 
 
-def torch_inference(
-    info: ModelInfo,
-    variant: str,
-    net: nn.Module,
-    device: torch.device,
-    dtype: str,
-    batch: int,
-    size: tuple[int, int],
-    warmup: int,
-    repeats: int,
-    cudagraphs: bool = False,
-) -> Result:
-    x = torch.randn(batch, 3, *size, device=device)
-    with PeakMemory(device) as mem:
+def torch_inference(case: Case, variant: str, net: nn.Module, cudagraphs: bool = False) -> Result:
+    x = torch.randn(case.batch, 3, *case.size, device=case.device)
+    with PeakMemory(case.device) as mem:
         times = time_calls(
-            lambda: inference_call(net, x, device, dtype, cudagraphs), device, warmup, repeats
+            lambda: inference_call(net, x, case.device, case.dtype, cudagraphs),
+            case.device,
+            case.warmup,
+            case.repeats,
         )
-    return make_result(info, "inference", "pytorch", variant, dtype, batch, times, mem)
+    return make_result(case, "inference", "pytorch", variant, times, mem)
 
 
-def ort_inference(
-    info: ModelInfo,
-    variant: str,
-    onnx_path: Path,
-    device: torch.device,
-    batch: int,
-    size: tuple[int, int],
-    warmup: int,
-    repeats: int,
-) -> Result:
+def ort_inference(case: Case, variant: str, onnx_path: Path) -> Result:
     """ONNX Runtime (CPU provider; CUDA provider on GPU when installed) on a random batch."""
     from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
 
-    net = OnnxRuntimeNet(onnx_path, device=str(device))
-    x = torch.randn(batch, 3, *size)
-    with PeakMemory(torch.device("cpu")) as mem:
-        times = time_calls(lambda: net(x), torch.device("cpu"), warmup, repeats)
-    return make_result(info, "inference", "onnxruntime", variant, "fp32", batch, times, mem)
+    net = OnnxRuntimeNet(onnx_path, device=str(case.device))
+    x = torch.randn(case.batch, 3, *case.size)
+    host = torch.device("cpu")
+    with PeakMemory(host) as mem:
+        times = time_calls(lambda: net(x), host, case.warmup, case.repeats)
+    return make_result(case, "inference", "onnxruntime", variant, times, mem)
 
 
 def torch_train_step(
-    info: ModelInfo,
-    model: nn.Module,
-    device: torch.device,
-    dtype: str,
-    batch: int,
-    size: tuple[int, int],
-    num_classes: int,
-    repeats: int,
-    channels_last: bool = True,
+    case: Case, model: nn.Module, num_classes: int, channels_last: bool = True
 ) -> Result:
     """images/s of forward + cross-entropy + backward + SGD step on random data."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.train().to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, 3, *size, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, num_classes, (batch, *size), device=device)
+    x = torch.randn(case.batch, 3, *case.size, device=case.device).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (case.batch, *case.size), device=case.device)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
+        with autocast(case.device, case.dtype):
             loss = F.cross_entropy(model(x), y, ignore_index=255)
         loss.backward()
         opt.step()
 
-    with PeakMemory(device) as mem:
-        times = time_calls(step, device, 1, repeats)
+    with PeakMemory(case.device) as mem:
+        times = time_calls(step, case.device, 1, case.repeats)
     model.eval()
-    return make_result(info, "train", "pytorch", "train", dtype, batch, times, mem)
+    return make_result(case, "train", "pytorch", "train", times, mem)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import itertools
 import os
 import platform
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lipnet_pl.benchmark.report import best_lines, print_table, write_outputs
 from lipnet_pl.benchmark.runners import (
     DTYPES,
+    Case,
     ModelInfo,
     Result,
     inference_call,
@@ -107,79 +110,77 @@ def torch_variants(model, label: str, profile: DictConfig, cfg: DictConfig, devi
     return variants
 
 
-def onnx_rows(info, model, net_cfg, label, cfg, profile, device, size, work: Path) -> list[Result]:
+def onnx_rows(model, label: str, cfg: DictConfig, case: Case, batches, work: Path) -> list:
     """ONNX Runtime fp32 (and int8 for the listed models) at every batch size."""
     from lipnet_pl.inference.export import export_onnx
     from lipnet_pl.inference.quantize import quantize_onnx_int8
     from lipnet_pl.models.fastpath import fold_batchnorm
 
     ort = cfg.onnxruntime
-    fp32 = work / f"{label}.onnx"
-    export_onnx(fold_batchnorm(model.cpu()), torch.randn(1, 3, *size), fp32, True, 18)
-    files = {"fp32": fp32}
+    example = torch.randn(1, 3, *case.size)
+    files = {
+        "fp32": export_onnx(fold_batchnorm(model).cpu(), example, work / f"{label}.onnx", True, 18)
+    }
     if label in plain(ort.get("int8") or []):
-        files["int8"] = work / f"{label}.int8.onnx"
-        calib = [torch.randn(1, 3, *size).numpy() for _ in range(int(ort.calibration_batches))]
-        quantize_onnx_int8(fp32, files["int8"], calib)
-    rows = []
-    for variant, path in files.items():
-        for batch in (int(b) for b in profile.batch_sizes):
-            rows.append(
-                ort_inference(
-                    info, variant, path, device, batch, size, int(profile.warmup), int(profile.repeats)
-                )
-            )
-    model.to(device)
-    return rows
+        calib = [torch.randn(1, 3, *case.size).numpy() for _ in range(int(ort.calibration_batches))]
+        files["int8"] = quantize_onnx_int8(files["fp32"], work / f"{label}.int8.onnx", calib)
+    return [
+        ort_inference(replace(case, batch=int(b), dtype="fp32"), variant, path)
+        for variant, path in files.items()
+        for b in batches
+    ]
 
 
-def bench_model(label, net_cfg, cfg, profile, device, size, progress, task, work) -> tuple:
+def speedup(model, variants: dict, case: Case, pairs: int) -> dict:
+    """Eager vs the best fast path (fp32, batch 1) from interleaved calls."""
+    fast_name = next(v for v in ("fast+cudagraphs", "fast+compile", "fast") if v in variants)
+    fast_net, graphs = variants[fast_name]
+    x = torch.randn(1, 3, *case.size, device=case.device)
+    ratio = interleaved_ratio(
+        lambda: inference_call(model, x, case.device),
+        lambda: inference_call(fast_net, x, case.device, cudagraphs=graphs),
+        case.device,
+        pairs,
+    )
+    return {**ratio, "model": case.info.label, "fast_variant": fast_name}
+
+
+def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case, progress, work):
     """Every case of one model; returns (results, eager-vs-fast ratio or None)."""
     torch.manual_seed(0)
-    with config_errors(f"models.{label}.net"):
+    with config_errors(f"model {label}"):
         model = build_model(**net_cfg).eval()
-    info = ModelInfo(label, count_parameters(model) / 1e6, count_gflops(model, *size))
-    model = model.to(device)
-    variants = torch_variants(model, label, profile, cfg, device)
-    warmup, repeats = int(profile.warmup), int(profile.repeats)
+    info = ModelInfo(label, count_parameters(model) / 1e6, count_gflops(model, *base.size))
+    case = replace(base, info=info)
+    model = model.to(case.device)
+    variants = torch_variants(model, label, profile, cfg, case.device)
     results = []
-    for variant, (net, graphs) in variants.items():
-        for dtype in profile.dtypes:
-            for batch in profile.batch_sizes:
-                progress.update(task, description=f"{label} {variant} {dtype} b{batch}")
-                results.append(
-                    torch_inference(
-                        info, variant, net, device, str(dtype), int(batch), size, warmup, repeats, graphs
-                    )
-                )
-    ratio = None
-    if label == cfg.speedup_model:
-        fast_name = next(v for v in ("fast+cudagraphs", "fast+compile", "fast") if v in variants)
-        fast_net, graphs = variants[fast_name]
-        x = torch.randn(1, 3, *size, device=device)
-        ratio = interleaved_ratio(
-            lambda: inference_call(model, x, device),
-            lambda: inference_call(fast_net, x, device, cudagraphs=graphs),
-            device,
-            int(cfg.speedup_pairs),
+    for (variant, (net, graphs)), dtype, batch in itertools.product(
+        variants.items(), profile.dtypes, profile.batch_sizes
+    ):
+        progress(f"{label} {variant} {dtype} b{batch}")
+        results.append(
+            torch_inference(replace(case, dtype=str(dtype), batch=int(batch)), variant, net, graphs)
         )
-        ratio.update(model=label, fast_variant=fast_name)
+    ratio = (
+        speedup(model, variants, case, int(cfg.speedup_pairs))
+        if label == cfg.speedup_model
+        else None
+    )
     if cfg.onnxruntime.enabled:
-        progress.update(task, description=f"{label} onnxruntime")
-        results += onnx_rows(info, model, net_cfg, label, cfg, profile, device, size, work)
-    if cfg.train_step:
-        for dtype in profile.dtypes:
-            progress.update(task, description=f"{label} train {dtype}")
-            results.append(
-                torch_train_step(
-                    info, model, device, str(dtype), int(profile.train_batch_size), size,
-                    int(cfg.num_classes), int(profile.train_repeats), bool(cfg.channels_last_train),
-                )
-            )
-    del variants, model
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+        progress(f"{label} onnxruntime")
+        results += onnx_rows(model, label, cfg, case, profile.batch_sizes, work)
+    for dtype in profile.dtypes if cfg.train_step else ():
+        progress(f"{label} train {dtype}")
+        train_case = replace(
+            case,
+            dtype=str(dtype),
+            batch=int(profile.train_batch_size),
+            repeats=int(profile.train_repeats),
+        )
+        results.append(
+            torch_train_step(train_case, model, int(cfg.num_classes), bool(cfg.channels_last_train))
+        )
     return results, ratio
 
 
@@ -190,7 +191,11 @@ def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = "not installed"
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    )
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "device": name,
@@ -225,16 +230,36 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
     )
     results: list[Result] = []
     ratio = None
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+    base = Case(
+        ModelInfo("", 0.0, 0.0), device, "fp32", 1, size, int(profile.warmup), int(profile.repeats)
+    )
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
     with progress, tempfile.TemporaryDirectory() as work:
         task = progress.add_task("bench", total=len(models))
         for label, net_cfg in models.items():
             started = time.perf_counter()
-            rows, r = bench_model(label, net_cfg, cfg, profile, device, size, progress, task, Path(work))
+            rows, r = bench_model(
+                label,
+                net_cfg,
+                cfg,
+                profile,
+                base,
+                lambda text: progress.update(task, description=text),
+                Path(work),
+            )
             results += rows
             ratio = ratio or r
             progress.console.print(f"{label}: measured in {time.perf_counter() - started:.0f} s")
             progress.advance(task)
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     meta = meta_data(cfg, device, results, ratio, load_start)
     meta["config"] = {k: plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")}
     paths = write_outputs(results, meta, output_dir, bool(cfg.get("plot", True)))

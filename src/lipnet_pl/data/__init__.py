@@ -10,12 +10,12 @@ from lipnet_pl.data.dataset import DataFileError, LIPDataset, decode_image, deco
 from lipnet_pl.data.layout import SplitFiles, find_layout
 from lipnet_pl.data.transforms import (
     EvalTransform,
-    preprocess,
     JitterNormalize,
     RandomHorizontalFlipSwap,
     RandomScaleRotateCrop,
     TrainTransform,
     collate_eval,
+    preprocess,
 )
 
 __all__ = [

@@ -108,5 +108,3 @@ def check(root: Path, num_classes: int = NUM_LIP_CLASSES, max_list: int = 20) ->
         return 1
     console.print(f"[green]OK[/]: no errors, {n_warn} warning(s)")
     return 0
-
-

@@ -72,6 +72,9 @@ def resolve_classes(num_classes: int | None, classes: Mapping | None) -> ClassIn
 class LIPDataModule(L.LightningDataModule):
     """LIP-format data in the official, doubly nested or flat layout (see ``layout.py``).
 
+    ``augment`` holds the :class:`~lipnet_pl.data.transforms.TrainTransform` settings (scale,
+    rotation, flip with left/right swap, colour jitter, fit).
+
     ``synthetic`` (keys ``train, val, test, seed, layout, min_size, max_size, ...``) makes
     ``prepare_data`` generate a synthetic LIP-format set at ``root`` when it is missing.
     """
@@ -82,14 +85,7 @@ class LIPDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 2,
         crop_size: int | Sequence[int] = (473, 473),
-        scale_range: Sequence[float] = (0.75, 1.25),
-        rotation: float = 30.0,
-        rotation_p: float = 0.6,
-        flip_p: float = 0.5,
-        brightness: float = 0.3,
-        contrast: float = 0.3,
-        saturation: float = 0.3,
-        fit: str = "stretch",
+        augment: Mapping[str, Any] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         num_classes: int | None = None,
@@ -135,35 +131,21 @@ class LIPDataModule(L.LightningDataModule):
                 f"unknown key(s) data.synthetic.{unknown}: allowed {list(SYNTHETIC_KEYS)}"
             )
         try:
-            self.train_transform, self.eval_transform = self._transforms(
-                scale_range, rotation, rotation_p, flip_p, brightness, contrast, saturation, fit
+            self.train_transform = TrainTransform(
+                crop_size=self.crop_size,
+                flip_permutation=self.classes.flip_permutation,
+                mean=self.mean,
+                std=self.std,
+                ignore_index=self.classes.ignore_index,
+                **dict(plain(augment) or {}),
             )
-        except ValueError as err:
-            raise ValueError(f"invalid data.* augmentation setting: {err}") from err
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid data.augment setting: {err}") from err
+        self.eval_transform = EvalTransform(self.crop_size, self.mean, self.std)
         self.per_device_batch_size = self.batch_size
         self.train_dataset: LIPDataset | None = None
         self.val_dataset: LIPDataset | None = None
         self.test_dataset: LIPDataset | None = None
-
-    def _transforms(
-        self, scale_range, rotation, rotation_p, flip_p, brightness, contrast, saturation, fit
-    ) -> tuple[TrainTransform, EvalTransform]:
-        train = TrainTransform(
-            crop_size=self.crop_size,
-            flip_permutation=self.classes.flip_permutation,
-            scale_range=tuple(plain(scale_range)),
-            rotation=float(rotation),
-            rotation_p=float(rotation_p),
-            flip_p=float(flip_p),
-            brightness=brightness,
-            contrast=contrast,
-            saturation=saturation,
-            mean=self.mean,
-            std=self.std,
-            fit=fit,
-            ignore_index=self.classes.ignore_index,
-        )
-        return train, EvalTransform(self.crop_size, self.mean, self.std)
 
     # ----------------------------------------------------------------- preparation
     def prepare_data(self) -> None:

@@ -19,8 +19,8 @@ from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_jpeg, decode_png
 
 from lipnet_pl.data.layout import SplitFiles
-from lipnet_pl.errors import UserError
 from lipnet_pl.data.sampling import sample_seed
+from lipnet_pl.errors import UserError
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

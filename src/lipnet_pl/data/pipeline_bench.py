@@ -96,5 +96,3 @@ def bench(
             f"  (by process CPU time: {statistics.median(cpu_rates):.1f} img/s; wall clock above)"
         )
     return rate
-
-

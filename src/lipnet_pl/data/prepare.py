@@ -124,5 +124,3 @@ def prepare(zip_dir: Path, out: Path, force: bool = False) -> int:
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     console.print(f"wrote {out} (flat layout) - {summary}")
     return 0
-
-

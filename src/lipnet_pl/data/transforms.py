@@ -241,9 +241,10 @@ class TrainTransform:
         brightness: float = 0.3,
         contrast: float = 0.3,
         saturation: float = 0.3,
+        fit: str = "stretch",
+        *,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        fit: str = "stretch",
         ignore_index: int = IGNORE_INDEX,
     ):
         # Flip and colour work run on the decoded image (usually smaller than the crop), the warp
@@ -262,7 +263,13 @@ class TrainTransform:
         steps.append(jitter)
         steps.append(
             RandomScaleRotateCrop(
-                crop_size, scale_range, rotation, rotation_p, fit, ignore_index, image_fill=black
+                crop_size,
+                tuple(float(s) for s in scale_range),
+                float(rotation),
+                float(rotation_p),
+                fit,
+                ignore_index,
+                image_fill=black,
             )
         )
         self.pipeline = v2.Compose(steps)

@@ -28,6 +28,6 @@ def labels_at(logits: Tensor, size: Sequence[int]) -> Tensor:
     return resize_logits(logits, size).argmax(dim=0)
 
 
-def to_uint8(labels: Tensor) -> "torch.Tensor":
+def to_uint8(labels: Tensor) -> torch.Tensor:
     """Class ids as uint8 on the CPU (LIP label PNG format; at most 255 classes)."""
     return labels.to(torch.uint8).cpu()

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
 TTA_DEFAULTS: dict[str, Any] = {"flip": False, "scales": [1.0]}
 """No test-time augmentation; conf/tta/*.yaml holds the named choices (none, flip, multiscale)."""
 

@@ -121,7 +121,9 @@ def check_calibration_root(root) -> None:
     from lipnet_pl.data.layout import find_layout
 
     if not root:
-        raise UserError("quantize=int8 needs calibration.data_root=<LIP-format root> (train images)")
+        raise UserError(
+            "quantize=int8 needs calibration.data_root=<LIP-format root> (train images)"
+        )
     try:
         layout = find_layout(root)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:

@@ -84,7 +84,9 @@ def collect_inputs(inputs: Iterable[str], report: PredictReport) -> list[tuple[s
             if path.suffix.lower() in usable_ext:
                 found.append((str(path), Path(path.name)))
             else:
-                report.fail(path, f"unknown extension {path.suffix or '(none)'!r}: use {supported()}")
+                report.fail(
+                    path, f"unknown extension {path.suffix or '(none)'!r}: use {supported()}"
+                )
         else:
             report.fail(path, "no such file or folder: check input=")
     return found

@@ -103,7 +103,9 @@ def read_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
             f"kind of file: {type(err).__name__}): {HINT}"
         ) from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{key}={path} holds a {type(ckpt).__name__}, not a checkpoint: {HINT}")
+        raise CheckpointError(
+            f"{key}={path} holds a {type(ckpt).__name__}, not a checkpoint: {HINT}"
+        )
     return ckpt
 
 
@@ -121,7 +123,9 @@ def _load_ckpt(path: Path, key: str) -> LoadedModel:
         spec = ModelSpec.from_dict(hp)
         net = build_model(**spec.net)
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"{key}={path} describes a network this version cannot build: {err}")
+        raise CheckpointError(
+            f"{key}={path} describes a network this version cannot build: {err}"
+        ) from None
     state = {
         k[len("net.") :].replace("_orig_mod.", ""): v
         for k, v in ckpt["state_dict"].items()

@@ -22,9 +22,7 @@ from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.runtime import resolve_device
 
 
-def inference_network(
-    loaded: LoadedModel, fast: bool = True, compile: bool = False
-) -> nn.Module:
+def inference_network(loaded: LoadedModel, fast: bool = True, compile: bool = False) -> nn.Module:
     """The network eval and predict run: the fast path (BN folded, channels_last, optionally
     compiled) of a PyTorch model; ONNX Runtime models as they are."""
     if loaded.format == "onnx" or not fast:
@@ -83,7 +81,10 @@ class Predictor:
     def logits(self, images: Sequence[np.ndarray | Tensor]) -> list[Tensor]:
         """Per image, float logits ``[C, H, W]`` at the image's own size."""
         out = self.network_logits(self.batch(images))
-        return [resize_logits(lg, as_chw_uint8(im).shape[-2:]) for lg, im in zip(out, images)]
+        return [
+            resize_logits(lg, as_chw_uint8(im).shape[-2:])
+            for lg, im in zip(out, images, strict=True)
+        ]
 
     def predict(self, images: Sequence[np.ndarray | Tensor]) -> list[np.ndarray]:
         """Per image, an HxW uint8 class-id map at the image's original size."""

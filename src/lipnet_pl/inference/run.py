@@ -20,10 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.errors import UserError
+from lipnet_pl.evaluation.tta import tta_config
 from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
 from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
 from lipnet_pl.inference.predictor import Predictor
-from lipnet_pl.evaluation.tta import tta_config
 from lipnet_pl.models.spec import ModelSpec
 from lipnet_pl.runtime import resolve_device
 from lipnet_pl.viz import legend

@@ -9,12 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lipnet_pl.cli import ArgumentParser, argparse_command
-from lipnet_pl.errors import UserError
-
 from rich.console import Console
 from rich.table import Table
 
+from lipnet_pl.cli import ArgumentParser, argparse_command
+from lipnet_pl.errors import UserError
 from lipnet_pl.models import MODEL_NAMES, LIPNet, build_model
 from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_module
 

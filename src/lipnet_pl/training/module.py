@@ -23,12 +23,16 @@ from torch import Tensor, nn
 
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.evaluation.metrics import LIPSegmentationMetrics
-from lipnet_pl.evaluation.tta import TTA_DEFAULTS, predict_logits, tta_config
+from lipnet_pl.evaluation.tta import predict_logits, tta_config
 from lipnet_pl.models.spec import ModelSpec
 from lipnet_pl.training.distributed import padded_sample_mask
 from lipnet_pl.training.losses import SegmentationLoss
-from lipnet_pl.training.optim import DEFAULT_OPTIMIZER, DEFAULT_SCHEDULER, build_optimizer
-from lipnet_pl.training.optim import build_scheduler
+from lipnet_pl.training.optim import (
+    DEFAULT_OPTIMIZER,
+    DEFAULT_SCHEDULER,
+    build_optimizer,
+    build_scheduler,
+)
 
 
 class SegmentationModule(pl.LightningModule):
@@ -66,7 +70,12 @@ class SegmentationModule(pl.LightningModule):
             )
         norm = dict(normalize or {})
         spec = ModelSpec.from_dict(
-            {"net": net, "classes": info.to_dict(), "input_size": list(input_size), "normalize": norm}
+            {
+                "net": net,
+                "classes": info.to_dict(),
+                "input_size": list(input_size),
+                "normalize": norm,
+            }
         )
         self.save_hyperparameters(
             {
@@ -118,7 +127,9 @@ class SegmentationModule(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         if self.hparams["compile"] and self._compiled is None:
             # compile a handle, never assign it to self.net: no `_orig_mod.` in checkpoints
-            backend = "inductor" if self.hparams["compile"] is True else str(self.hparams["compile"])
+            backend = (
+                "inductor" if self.hparams["compile"] is True else str(self.hparams["compile"])
+            )
             object.__setattr__(self, "_compiled", torch.compile(self.net, backend=backend))
 
     def forward(self, images: Tensor) -> Tensor:
@@ -150,7 +161,9 @@ class SegmentationModule(pl.LightningModule):
                 "models must keep the input's H x W"
             )
         loss = self.loss_fn(logits, masks)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        self.log(
+            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
+        )
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -169,7 +169,11 @@ def check_resumable(path: Path) -> None:
     from lipnet_pl.inference.loader import HINT, read_checkpoint
 
     ckpt = read_checkpoint(path)
-    if "state_dict" not in ckpt or "loops" not in ckpt or "net" not in (ckpt.get("hyper_parameters") or {}):
+    if (
+        "state_dict" not in ckpt
+        or "loops" not in ckpt
+        or "net" not in (ckpt.get("hyper_parameters") or {})
+    ):
         raise UserError(
             f"ckpt_path={path} is not a lipnet_pl training checkpoint (it lacks the training "
             f"state): resume from <run dir>/checkpoints/last.ckpt; {HINT}"
