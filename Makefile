@@ -5,11 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# test-min: a second environment with the LOWEST versions pyproject.toml allows for every direct
+# dependency (uv's lowest-direct resolution), to prove the declared floors. uv comes from PyPI
+# into that environment itself, so a fresh clone with only Python 3.11+ is enough.
+VENV_MIN := .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
+STAMP_MIN := $(VENV_MIN)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test lint format demo bench clean
+.PHONY: help install test test-min lint format demo bench gpu-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -26,6 +32,21 @@ install: $(STAMP) ## Create .venv and install the package (editable) with the de
 test: $(STAMP) ## Run the test suite (slow tests included; GPU tests skip without CUDA)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+$(STAMP_MIN): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lipnet_pl needs Python 3.11+, found " + sys.version.split()[0] + ": set PYTHON=python3.11")'
+	rm -rf $(VENV_MIN)
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install --quiet --progress-bar off 'uv>=0.5'
+	$(VENV_MIN)/bin/uv pip install --python $(PY_MIN) --resolution lowest-direct -e '.[dev]'
+	$(VENV_MIN)/bin/uv pip freeze --python $(PY_MIN) > $(VENV_MIN)/versions.txt
+	@touch $(STAMP_MIN)
+
+test-min: $(STAMP_MIN) ## Lint + tests at the lowest dependency versions pyproject.toml allows (.venv-min; ~12 min)
+	@grep -iE '^(torch|torchvision|lightning|hydra-core|omegaconf|segmentation-models-pytorch|timm|torchmetrics|wandb|tensorboard|rich|matplotlib|numpy|pillow|av|huggingface-hub|safetensors|pytest|pytest-timeout|ruff|onnx|onnxruntime|onnxscript)==' $(VENV_MIN)/versions.txt | paste -sd' '
+	$(PY_MIN) -m ruff check src tests
+	$(PY_MIN) -m ruff format --check src tests
+	$(PY_MIN) -m pytest $(PYTEST_ARGS)
+
 lint: $(STAMP) ## Ruff lint and format check
 	$(PY) -m ruff check src tests
 	$(PY) -m ruff format --check src tests
@@ -37,8 +58,11 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 demo: $(STAMP) ## Synthetic LIP data -> train on CPU -> evaluate -> predict -> figures (< 10 min on 2 cores)
 	$(PY) -m lipnet_pl.demo
 
-bench: $(STAMP) ## Inference/training throughput of LIP-Net and smp peers at 473x473 (reduced config on CPU)
+bench: $(STAMP) ## Throughput per backend (PyTorch, ONNX Runtime fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
 	$(PY) -m lipnet_pl.bench $(BENCH_ARGS)
 
-clean: ## Remove run outputs (keeps .venv)
+gpu-check: $(STAMP) ## Every CUDA path (bench, bf16 training, eval/predict, ONNX, DDP) -> outputs/gpu_check/gpu_check.md
+	$(PY) -m lipnet_pl.benchmark.gpu_check $(GPU_CHECK_ARGS)
+
+clean: ## Remove run outputs (keeps .venv and .venv-min)
 	rm -rf outputs multirun wandb lightning_logs bench_results demo_output .pytest_cache

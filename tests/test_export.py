@@ -82,3 +82,14 @@ def test_an_onnx_file_is_not_exported_again(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     with pytest.raises(UserError, match="m.onnx"):
         export(export_cfg(tmp_path, ckpt_path=tmp_path / "m.onnx"))
+
+
+def test_pretrained_folder_from_a_checkpoint_loads_like_the_checkpoint(random_ckpt, tmp_path):
+    out = tmp_path / "parser"
+    path, _ = export(export_cfg(tmp_path, ckpt_path=random_ckpt, format="pretrained", output=out))
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    original, shared = load_model(random_ckpt), load_model(path)
+    assert shared.format == "pretrained" and shared.spec == original.spec
+    x = torch.randn(1, 3, 48, 40)
+    with torch.no_grad():
+        assert torch.equal(shared.net(x), original.net(x))

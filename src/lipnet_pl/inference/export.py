@@ -45,6 +45,8 @@ def export_onnx(
     if dynamic:
         free = torch.export.Dim.DYNAMIC
         dynamic_shapes = ({0: free, 2: free, 3: free},)
+        if example.shape[0] == 1:  # torch < 2.10 would fix a batch of 1 (0/1 specialisation)
+            example = example.repeat(2, 1, 1, 1)
     torch.onnx.export(
         net,
         (example,),

@@ -4,7 +4,8 @@
 
 * a training checkpoint (``.ckpt``, read with ``torch.load(weights_only=True)``, no Lightning),
 * an exported ONNX file (``.onnx``, run by ONNX Runtime; the spec is in its metadata),
-* a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``).
+* a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``), or such a folder on the
+  Hugging Face Hub named explicitly as ``hf://owner/name`` (``HF_HUB_OFFLINE=1``: cache only).
 
 The training-checkpoint contract (written by :class:`lipnet_pl.training.SegmentationModule`):
 ``checkpoint["hyper_parameters"]`` holds primitives only: the spec keys ``net`` (``build_model``
@@ -26,6 +27,7 @@ from lipnet_pl.errors import CheckpointError
 from lipnet_pl.models.spec import ModelSpec
 
 FORMATS = ("ckpt", "onnx", "pretrained")
+HUB_PREFIX = "hf://"
 HINT = (
     "pass a .ckpt of a training run (<run dir>/checkpoints/last.ckpt), an .onnx file from "
     "`python -m lipnet_pl.export`, or a save_pretrained folder"
@@ -77,12 +79,14 @@ def load_model(
     """
     if path in (None, "", "???"):
         raise CheckpointError(f"{key} is required: {HINT}")
+    if str(path).startswith(HUB_PREFIX):  # explicit: a typo in a local path never downloads
+        return _load_pretrained(str(path).removeprefix(HUB_PREFIX), key, device)
     path = Path(str(path)).expanduser()
     if not path.exists():
         raise CheckpointError(f"{key}={path} does not exist: {HINT}")
     fmt = model_format(path)
     if fmt == "pretrained":
-        loaded = _load_pretrained(path, key)
+        loaded = _load_pretrained(path, key, device)
     elif fmt == "onnx":
         loaded = _load_onnx(path, device, key)
     else:
@@ -150,14 +154,16 @@ def _load_onnx(path: Path, device: str | torch.device, key: str) -> LoadedModel:
     return LoadedModel(net, spec, str(path), "onnx")
 
 
-def _load_pretrained(path: Path, key: str) -> LoadedModel:
+def _load_pretrained(path: Path | str, key: str, device: str | torch.device) -> LoadedModel:
+    """A save_pretrained folder, or a Hugging Face Hub id (downloaded only when asked for by
+    name; ``HF_HUB_OFFLINE=1`` keeps it to the local cache)."""
     from lipnet_pl.inference.pretrained import load_pretrained
 
     try:
         net, spec = load_pretrained(path)
     except (ValueError, OSError) as err:
         raise CheckpointError(f"{key}={path}: {err}") from None
-    return LoadedModel(net, spec, str(path), "pretrained")
+    return LoadedModel(net.to(device), spec, str(path), "pretrained")
 
 
 def random_model(spec: ModelSpec) -> LoadedModel:

@@ -39,7 +39,8 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class ThroughputMonitor(Callback):
-    """Training images/s: forward + backward + optimiser time per batch (data loading excluded).
+    """Training images/s: forward + backward + optimiser time per batch (data loading excluded),
+    and the peak GPU memory of training.
 
     On GPU the device is synchronised only at the end of the measured window (every
     ``sync_every`` batches), not per batch, so the measurement does not stall training.
@@ -51,6 +52,15 @@ class ThroughputMonitor(Callback):
         self.seconds = 0.0
         self._window_start: float | None = None
         self._window_images = 0
+        self.peak_gpu_mem_mib: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            self.peak_gpu_mem_mib = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self._window_start is None:
