@@ -123,3 +123,35 @@ def test_no_checkpoint_needs_an_explicit_flag(tmp_path, capsys):
     )
     assert run_predict(cfg).images == 1
     assert "RANDOM weights" in capsys.readouterr().out  # never silent
+
+
+def write_video(path: Path, frames: int = 6, size: int = 64) -> Path:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            arr = np.full((size, size, 3), 40 * i % 256, dtype=np.uint8)
+            arr[:, : size // 2] = 255 - arr[:, : size // 2]
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_predict_video_writes_an_overlay_video_and_both_fps(random_ckpt, tmp_path, capsys):
+    import av
+
+    clip = write_video(tmp_path / "clip.mp4")
+    cfg = predict_cfg(tmp_path, ckpt_path=random_ckpt, input=clip, output=tmp_path / "out")
+    report = run_predict(cfg)
+    assert report.videos == 1 and report.frames == 6 and not report.failed
+    stats = report.video_stats[str(clip)]
+    assert stats["isolated_model_fps"] > 0 and stats["end_to_end_fps"] > 0
+    printed = capsys.readouterr().out
+    assert "isolated model FPS:" in printed and "end-to-end FPS:" in printed
+    with av.open(str(tmp_path / "out" / "clip_overlay.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (64, 64, 3)
+    assert (tmp_path / "out" / "clip_legend.png").is_file()

@@ -98,30 +98,47 @@ def predict_images(
 def predict_video(
     predictor: Predictor, source: str, rel: Path, output: Path, cfg: DictConfig
 ) -> dict[str, Any]:
-    """Overlay every frame of ``source`` into ``<output>/<name>_overlay.mp4``."""
-    from lipnet_pl.inference.video import run_video, time_model, video_settings
+    """Overlay every frame of a file or live source into ``<output>/<name>_overlay.mp4``, with
+    decoding, parsing and encoding running concurrently (:mod:`lipnet_pl.inference.video`)."""
+    from lipnet_pl.inference.video import open_source, run_video, time_model
     from lipnet_pl.viz import overlay
 
-    settings = video_settings(plain(cfg.video))
+    video = cfg.video
     dest = output / rel.parent / f"{Path(rel).stem}_overlay.mp4"
     dest.parent.mkdir(parents=True, exist_ok=True)
     palette, alpha = predictor.classes.palette, float(cfg.overlay_alpha)
-
-    def render(frame, label):
-        return overlay(frame, label, palette, alpha=alpha)
-
-    isolated = time_model(predictor.predict, source, n=10)
-    if isolated is not None:
-        console.print(f"isolated model FPS: {isolated:.1f} (network alone, 10 frames)")
-    stats = run_video(source, dest, predictor.predict, render, **settings)
+    src = open_source(source)
+    isolated = time_model(predictor.predict, [src.blank_frame()] * int(video.batch_size), n=10)
+    console.print(f"{source}: isolated model FPS: {isolated:.1f} (the network alone, 10 frames)")
+    with progress_bar() as progress:
+        task = progress.add_task(f"video {Path(rel).stem}", total=src.frames)
+        stats = run_video(
+            src,
+            dest,
+            predictor.predict,
+            lambda frame, label: overlay(frame, label, palette, alpha=alpha),
+            batch_size=int(video.batch_size),
+            realtime=bool(video.realtime),
+            max_frames=video.get("max_frames"),
+            codec=str(video.codec),
+            on_progress=lambda st: progress.update(task, completed=st.frames),
+        )
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
     Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
     console.print(
-        f"{source}: {stats.frames} frames ({stats.dropped} dropped) -> {dest} | "
-        f"isolated model FPS: {isolated or float('nan'):.1f} | end-to-end FPS: "
-        f"{stats.end_to_end_fps:.1f}"
+        f"{source}: {stats.frames} frames ({stats.dropped} dropped) -> {stats.output} | "
+        f"isolated model FPS: {isolated:.1f} | end-to-end FPS: {stats.end_to_end_fps:.1f}"
     )
-    return {**stats.as_dict(), "isolated_model_fps": isolated, "output": str(dest)}
+    if stats.interrupted:  # the file is finalised; stop like any Ctrl-C
+        raise KeyboardInterrupt
+    return {
+        "frames": stats.frames,
+        "dropped": stats.dropped,
+        "end_to_end_fps": stats.end_to_end_fps,
+        "model_fps_in_pipeline": stats.model_fps,
+        "isolated_model_fps": isolated,
+        "output": str(stats.output),
+    }
 
 
 def run_predict(cfg: DictConfig) -> PredictReport:

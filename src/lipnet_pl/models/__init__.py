@@ -12,25 +12,34 @@ from torch import nn
 from lipnet_pl.config import plain
 from lipnet_pl.models.lipnet import LIPNet
 from lipnet_pl.models.peers import PEER_ARCHITECTURES, PadToMultiple, build_peer
+from lipnet_pl.models.presets import LIPNET_PRESETS
 
-MODEL_NAMES = ("lipnet", *PEER_ARCHITECTURES)
+MODEL_NAMES = (*LIPNET_PRESETS, *PEER_ARCHITECTURES)
 
-__all__ = ["MODEL_NAMES", "LIPNet", "PadToMultiple", "build_model", "build_peer"]
+__all__ = [
+    "LIPNET_PRESETS",
+    "MODEL_NAMES",
+    "LIPNet",
+    "PadToMultiple",
+    "build_model",
+    "build_peer",
+]
 
 
 def build_model(name: str, num_classes: int = 20, **kwargs) -> nn.Module:
-    """Build ``name`` ("lipnet", "deeplabv3plus", "unet", "pspnet", "fpn") with ``num_classes`` outputs.
+    """Build ``name`` (one of :data:`MODEL_NAMES`) with ``num_classes`` outputs.
 
-    LIP-Net takes the :class:`LIPNet` arguments; peers take ``encoder_name`` (default "resnet18"),
+    ``lipnet`` and ``lipnet_rt`` are :class:`LIPNet` presets (``models/presets.py``); ``kwargs``
+    are LIPNet arguments that override the preset. Peers take ``encoder_name`` (default "resnet18"),
     ``encoder_weights`` (default None: nothing is downloaded), ``pad_mode`` and smp kwargs.
     """
     kwargs = {k: plain(v) for k, v in kwargs.items()}
     key = str(name).lower()
-    if key == "lipnet":
+    if key in LIPNET_PRESETS:
         try:
-            return LIPNet(num_classes=num_classes, **kwargs)
+            return LIPNet(num_classes=num_classes, **{**LIPNET_PRESETS[key], **kwargs})
         except TypeError as err:
-            raise ValueError(f"bad argument for model 'lipnet': {err}") from None
+            raise ValueError(f"bad argument for model {key!r}: {err}") from None
     if key in PEER_ARCHITECTURES:
         try:
             return build_peer(key, num_classes=num_classes, **kwargs)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from lipnet_pl.cli import ArgumentParser, argparse_command
 from lipnet_pl.errors import UserError
-from lipnet_pl.models import MODEL_NAMES, LIPNet, build_model
+from lipnet_pl.models import LIPNET_PRESETS, MODEL_NAMES, LIPNet, build_model
 from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_module
 
 
@@ -47,7 +47,7 @@ def run(argv: list[str] | None = None) -> int:
     if len(args.size) not in (1, 2) or min(args.size) < 1:
         raise UserError(f"--size takes one or two positive integers (H [W]), got {args.size}")
     height, width = args.size[0], args.size[-1]
-    kwargs = {} if args.name.lower() == "lipnet" else {"encoder_name": args.encoder}
+    kwargs = {} if args.name.lower() in LIPNET_PRESETS else {"encoder_name": args.encoder}
     try:
         model = build_model(args.name, num_classes=args.num_classes, **kwargs)
     except ValueError as err:

@@ -1,0 +1,236 @@
+"""ONNX Runtime as a drop-in torch network, and the model spec stored inside the ONNX file.
+
+An exported ``.onnx`` carries its :class:`~lipnet_pl.models.spec.ModelSpec` (network config,
+classes, input size, normalisation) as JSON in the model's ``metadata_props``, so a single file
+is enough to evaluate or predict. :class:`OnnxRuntimeNet` wraps an ``InferenceSession`` in an
+``nn.Module`` whose ``forward`` maps image tensors to logit tensors, so evaluation under
+Lightning, TTA and prediction run it unchanged (no autograd: it is inference only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from lipnet_pl.models.spec import ModelSpec
+
+SPEC_KEY = "lipnet_pl.spec"
+CLASS_NAMES_KEY = "class_names"
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as err:  # pragma: no cover - a dev/export dependency
+        raise RuntimeError("onnx is not installed: pip install -e '.[export]'") from err
+    return onnx
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as err:  # pragma: no cover - a dev/export dependency
+        raise RuntimeError("onnxruntime is not installed: pip install -e '.[export]'") from err
+    return onnxruntime
+
+
+def _load_proto(path: Path, load_external_data: bool = True):
+    onnx = _import_onnx()
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX file {path} does not exist")
+    try:
+        return onnx.load(str(path), load_external_data=load_external_data)
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise ValueError(f"{path} is not a readable ONNX model ({err})") from None
+
+
+def write_spec(onnx_path: str | Path, spec: ModelSpec, extra: dict[str, str] | None = None) -> Path:
+    """Store ``spec`` (and ``extra`` string entries) in ``onnx_path``'s metadata, in place.
+
+    Existing metadata keys are kept unless overwritten. The file is rewritten atomically (temp
+    file in the same folder + ``os.replace``), so a crash never leaves a half-written model.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise ValueError(f"spec must be a ModelSpec, got {type(spec).__name__}")
+    path = Path(onnx_path)
+    model = _load_proto(path)
+    entries = {
+        SPEC_KEY: spec.to_json(),
+        CLASS_NAMES_KEY: json.dumps(list(spec.classes.names)),
+        **{str(k): str(v) for k, v in (extra or {}).items()},
+    }
+    kept = [p for p in model.metadata_props if p.key not in entries]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        _import_onnx().save(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(onnx_path: str | Path) -> dict[str, str]:
+    """All ``metadata_props`` of an ONNX file as a dict (weights are not loaded)."""
+    path = Path(onnx_path)
+    model = _load_proto(path, load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_spec(onnx_path: str | Path) -> ModelSpec:
+    """The :class:`ModelSpec` stored by :func:`write_spec`.
+
+    Raises ``ValueError`` naming the file when it is not ONNX, is corrupt, or carries no (or an
+    unreadable) lipnet_pl spec; ``FileNotFoundError`` when it does not exist.
+    """
+    path = Path(onnx_path)
+    meta = read_metadata(path)
+    if SPEC_KEY not in meta:
+        raise ValueError(
+            f"{path} is an ONNX model without a lipnet_pl spec (metadata key {SPEC_KEY!r}): "
+            "export it with python -m lipnet_pl.export, or add one with write_spec()"
+        )
+    try:
+        return ModelSpec.from_json(meta[SPEC_KEY])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: the lipnet_pl spec in its metadata is unreadable ({err})"
+        ) from None
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    return dev
+
+
+class OnnxRuntimeNet(nn.Module):
+    """An ONNX model under onnxruntime behind the ``nn.Module`` interface of a torch network.
+
+    ``forward(x)`` takes float images [B, C, H, W] (any device; they are copied to host memory)
+    and returns float32 logits on ``x``'s device. Files exported with a static shape accept only
+    that C, H, W (a ``ValueError`` says which shape the file expects); a static batch size other
+    than the input's is served by running the batch in chunks.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: "cpu", or "cuda[:N]" for the CUDA execution provider (falls back to CPU with a
+            warning when this onnxruntime build has none).
+        threads: intra-op threads; default: ``torch.get_num_threads()``, like the torch path.
+    """
+
+    def __init__(
+        self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+    ):
+        super().__init__()
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        self.path = Path(path)
+        self.device = _device(device)
+        self.threads = threads
+        meta = read_metadata(self.path)  # FileNotFoundError / ValueError before a session exists
+        self.spec: ModelSpec | None = read_spec(self.path) if SPEC_KEY in meta else None
+        self._start()
+
+    def _start(self) -> None:
+        ort = _import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        providers: list = ["CPUExecutionProvider"]
+        if self.device.type == "cuda":
+            if "CUDAExecutionProvider" in ort.get_available_providers():
+                cuda = ("CUDAExecutionProvider", {"device_id": self.device.index or 0})
+                providers = [cuda, "CPUExecutionProvider"]
+            else:
+                warnings.warn(
+                    f"OnnxRuntimeNet: device={self.device} asked for, but this onnxruntime has "
+                    "no CUDAExecutionProvider (install onnxruntime-gpu); running on CPU",
+                    stacklevel=3,
+                )
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # onnxruntime's InvalidGraph / Fail / ...
+            raise ValueError(f"onnxruntime cannot load {self.path}: {err}") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(
+                f"{self.path} has {len(inputs)} inputs ({[i.name for i in inputs]}); "
+                "OnnxRuntimeNet runs single-input image models"
+            )
+        self.input_name = inputs[0].name
+        # Each dim is an int when static, a str / None when free.
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
+        if len(self.input_shape) != 4:
+            raise ValueError(
+                f"{self.path}: input {self.input_name} is not [B, C, H, W]: {inputs[0].shape}"
+            )
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.spec.num_classes if self.spec is not None else None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("session", None)  # not picklable: rebuilt on load (deepcopy, spawn workers)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._start()
+
+    def _check_shape(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[0] < 1:
+            raise ValueError(
+                f"OnnxRuntimeNet expects [B, C, H, W] images with B >= 1, got {list(x.shape)}"
+            )
+        for axis, name in ((1, "channels"), (2, "height"), (3, "width")):
+            want = self.input_shape[axis]
+            if want is not None and x.shape[axis] != want:
+                expected = "x".join("B" if d is None else str(d) for d in self.input_shape)
+                raise ValueError(
+                    f"{self.path} was exported for fixed input {expected}, got {list(x.shape)} "
+                    f"({name} {x.shape[axis]} != {want}): resize the input or re-export with "
+                    "dynamic=true"
+                )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_shape(x)
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        batch = len(array)
+        step = self.input_shape[0] or batch  # a static batch size: run in chunks of it
+        outs = []
+        for start in range(0, batch, step):
+            chunk = array[start : start + step]
+            if len(chunk) < step:  # pad the last chunk by repeating its last image
+                pad = np.repeat(chunk[-1:], step - len(chunk), axis=0)
+                chunk = np.concatenate([chunk, pad])
+            outs.append(self.session.run(None, {self.input_name: chunk})[0])
+        logits = np.concatenate(outs)[:batch] if len(outs) > 1 else outs[0][:batch]
+        return torch.from_numpy(np.ascontiguousarray(logits)).to(x.device)
+
+    def extra_repr(self) -> str:
+        shape = "x".join("?" if d is None else str(d) for d in self.input_shape)
+        return f"path={str(self.path)!r}, input={shape}, providers={self.providers}"

@@ -1,0 +1,150 @@
+"""int8 static quantization (onnxruntime QDQ) of an exported LIP-Net, and its calibration set."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
+from lipnet_pl.data.synthetic import generate
+from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet, read_spec, write_spec
+from lipnet_pl.inference.quantize import (
+    CALIBRATION_METHODS,
+    QUANT_KEY,
+    calibration_batches,
+    quantize_onnx_int8,
+)
+from lipnet_pl.models import build_model
+from lipnet_pl.models.fastpath import fold_batchnorm
+from lipnet_pl.models.spec import ModelSpec
+from tiny import TINY_LIPNET_KWARGS
+
+pytestmark = [
+    pytest.mark.slow,  # one ONNX export and calibrations (~30 s on 2 cores)
+    pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
+]
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lip")
+    generate(root, train=12, val=4, test=1, seed=3, min_size=48, max_size=96)
+    return root
+
+
+def fit(net: torch.nn.Module, root: Path, steps: int = 40) -> torch.nn.Module:
+    """A few Adam steps on the synthetic train split: a random network's logits are nearly tied,
+    so its argmax flips under any rounding; a fitted one has the margins of a real model."""
+    dataset = LIPDataset(find_layout(root)["train"], transform=EvalTransform(SIZE))
+    samples = [dataset[i] for i in range(len(dataset))]
+    x = torch.stack([s["image"] for s in samples])
+    y = torch.stack(
+        [F.interpolate(s["mask"][None, None].float(), SIZE, mode="nearest")[0, 0] for s in samples]
+    ).long()
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    net.train()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.cross_entropy(net(x), y, ignore_index=255).backward()
+        optimizer.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory, data_root) -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    net = fit(build_model("lipnet", **TINY_LIPNET_KWARGS), data_root)
+    path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
+    free = torch.export.Dim.DYNAMIC
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            fold_batchnorm(net),
+            (torch.randn(1, 3, *SIZE),),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
+            opset_version=18,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=({0: free, 2: free, 3: free},),
+            verbose=False,
+        )
+    spec = ModelSpec(
+        net={"name": "lipnet", "num_classes": 20, **TINY_LIPNET_KWARGS}, input_size=SIZE
+    )
+    write_spec(path, spec)
+    return net, path
+
+
+def test_calibration_batches_are_eval_preprocessed_train_images(data_root):
+    batches = calibration_batches(data_root, num_images=5, crop_size=SIZE, batch_size=2)
+    assert [b.shape for b in batches] == [(2, 3, *SIZE), (2, 3, *SIZE), (1, 3, *SIZE)]
+    assert all(b.dtype == np.float32 for b in batches)
+    dataset = LIPDataset(find_layout(data_root)["train"], transform=EvalTransform(SIZE))
+    expected = {dataset[i]["image"].numpy().tobytes() for i in range(len(dataset))}
+    assert all(image.tobytes() in expected for b in batches for image in b)
+    again = calibration_batches(data_root, num_images=5, crop_size=SIZE, batch_size=2)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))  # seeded
+    assert len(calibration_batches(data_root, num_images=100, crop_size=SIZE)) == 12  # all
+
+
+@pytest.mark.parametrize("method", ["percentile", "minmax"])
+def test_int8_model_runs_keeps_the_spec_and_agrees_with_fp32(
+    fp32, data_root, tmp_path, monkeypatch, method
+):
+    monkeypatch.chdir(tmp_path)  # onnxruntime's helpers must not leave files in the cwd either
+    net, fp32_path = fp32
+    calib = calibration_batches(data_root, num_images=8, crop_size=SIZE)
+    out = quantize_onnx_int8(fp32_path, tmp_path / "int8.onnx", calib, method=method)
+    assert out == tmp_path / "int8.onnx" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "int8.onnx"
+    ]
+    assert read_spec(out) == read_spec(fp32_path)
+    info = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}[QUANT_KEY])
+    assert info["calibration"] == method and info["calibration_images"] == 8
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(t.data_type == onnx.TensorProto.INT8 for t in model.graph.initializer)
+
+    int8 = OnnxRuntimeNet(out)
+    x = torch.from_numpy(np.concatenate(calibration_batches(data_root, 4, SIZE, split="val")))
+    with torch.no_grad():
+        ref = net(x)
+    got = int8(x)
+    assert got.shape == ref.shape == (4, 20, *SIZE)
+    agree = (got.argmax(1) == ref.argmax(1)).float().mean().item()
+    assert agree >= 0.97, agree
+
+
+def test_bad_arguments_raise_value_error(fp32, tmp_path):
+    _, fp32_path = fp32
+    calib = [np.zeros((1, 3, *SIZE), np.float32)]
+    with pytest.raises(ValueError, match="'histogram'"):
+        quantize_onnx_int8(fp32_path, tmp_path / "a.onnx", calib, method="histogram")
+    with pytest.raises(ValueError, match="no batches"):
+        quantize_onnx_int8(fp32_path, tmp_path / "a.onnx", [])
+    with pytest.raises(ValueError, match=r"\[5, 5\]"):
+        quantize_onnx_int8(fp32_path, tmp_path / "a.onnx", [np.zeros((5, 5))])
+    with pytest.raises(ValueError, match="percentile"):
+        quantize_onnx_int8(fp32_path, tmp_path / "a.onnx", calib, percentile=101)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        quantize_onnx_int8(tmp_path / "missing.onnx", tmp_path / "a.onnx", calib)
+    assert not (tmp_path / "a.onnx").exists()
+    assert set(CALIBRATION_METHODS) >= {"minmax", "percentile", "entropy"}
+
+
+def test_calibration_batches_validate_arguments(data_root):
+    with pytest.raises(ValueError, match="num_images"):
+        calibration_batches(data_root, num_images=0)
+    with pytest.raises(ValueError, match="'test_split'"):
+        calibration_batches(data_root, split="test_split")
