@@ -125,3 +125,23 @@ def test_per_class_table_and_plots_from_confusion(tmp_path):
     assert "| miou | 37.50 |" in table and "| b | 25.00 |" in table
     with pytest.raises(ValueError, match="does not match 3 class names"):
         plot_confusion_matrix(np.zeros((2, 2)), ["a", "b", "c"], tmp_path / "x.png")
+
+
+@pytest.mark.slow
+def test_onnx_runtime_backend_agrees_with_pytorch(lip_root, trained_ckpt, tmp_path):
+    """The same checkpoint exported and run by ONNX Runtime: >= 99.9 % of the label pixels and
+    the mIoU (within 0.1 point) of the PyTorch backend."""
+    runs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        runs[backend] = evaluate(
+            eval_cfg(lip_root, trained_ckpt, out, f"backend={backend}", "save_predictions=true")
+        )
+    assert (tmp_path / "onnxruntime" / "model.onnx").is_file()  # exported into the run dir
+    assert abs(runs["torch"]["miou"] - runs["onnxruntime"]["miou"]) <= 0.001
+    same = total = 0
+    for png in (tmp_path / "torch" / "predictions").glob("*.png"):
+        a = np.asarray(Image.open(png))
+        b = np.asarray(Image.open(tmp_path / "onnxruntime" / "predictions" / png.name))
+        same, total = same + int((a == b).sum()), total + a.size
+    assert total > 0 and same / total >= 0.999

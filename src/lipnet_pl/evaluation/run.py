@@ -47,6 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
     from lipnet_pl.evaluation.reports import write_reports
     from lipnet_pl.evaluation.writer import PredictionWriter
+    from lipnet_pl.inference.backends import select_backend
     from lipnet_pl.inference.loader import load_model
     from lipnet_pl.inference.predictor import inference_network
     from lipnet_pl.training.callbacks import ProgressBar, ValidationPanels
@@ -55,7 +56,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
-    loaded = load_model(cfg.ckpt_path)
+    out_dir = Path(cfg.paths.output_dir)
+    loaded = select_backend(load_model(cfg.ckpt_path), str(cfg.backend), "cpu", out_dir)
     spec = loaded.spec
     check_classes(cfg, spec)
     net = inference_network(loaded, fast=bool(cfg.get("fast", True)))
@@ -69,7 +71,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         mean=list(spec.mean),
         std=list(spec.std),
     )
-    out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [ProgressBar(), ValidationPanels(int(cfg.get("log_images", 4)))]
     if cfg.get("save_predictions"):

@@ -21,6 +21,7 @@ from lipnet_pl.config import config_errors, plain
 from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.tta import tta_config
+from lipnet_pl.inference.backends import select_backend
 from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
 from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
 from lipnet_pl.inference.predictor import Predictor
@@ -155,7 +156,8 @@ def run_predict(cfg: DictConfig) -> PredictReport:
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
-    loaded = load_for_prediction(cfg)
+    work = Path(cfg.paths.output_dir)
+    loaded = select_backend(load_for_prediction(cfg), str(cfg.backend), device, work)
     predictor = Predictor(
         loaded, device=device, tta=tta, fast=bool(cfg.fast), compile=bool(cfg.get("compile"))
     )

@@ -14,6 +14,7 @@ Hyper-parameters are primitives and follow the checkpoint contract of
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,9 @@ from lipnet_pl.training.optim import (
     build_optimizer,
     build_scheduler,
 )
+
+# The module widens masks in on_after_batch_transfer on purpose (for any data module): not news.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 
 
 class SegmentationModule(pl.LightningModule):
