@@ -437,123 +437,151 @@ def run_video(
         raise ValueError(f"cannot write {output_path}: folder {output_path.parent} does not exist")
     if not isinstance(source, VideoSource):
         source = open_source(source)
-    dropping = bool(realtime and source.live)
-    writer = _Writer(output_path, source.fps, codec)
-    stats = VideoStats(live=source.live, realtime=dropping, fps=source.fps, codec=writer.codec)
-    lock = threading.Lock()  # guards stats while the main thread snapshots it
-    stop = threading.Event()  # every thread quits as soon as it sees it
-    enough = threading.Event()  # max_frames reached: the reader stops reading
-    errors: list[BaseException] = []
-    frames_in = _Channel(batch_size if dropping else max(4, 2 * batch_size), stop, dropping)
-    parsed = _Channel(2, stop)
+    pipeline = _Pipeline(source, _Writer(output_path, source.fps, codec), parse, render)
+    return pipeline.run(batch_size, bool(realtime and source.live), max_frames, on_progress)
 
-    def read() -> None:
+
+class _Pipeline:
+    """The three workers of :func:`run_video` and the supervision of them."""
+
+    def __init__(self, source: VideoSource, writer: _Writer, parse: Parse, render: Render):
+        self.source, self.writer, self.parse, self.render = source, writer, parse, render
+        self.lock = threading.Lock()  # guards stats while the main thread snapshots it
+        self.stop = threading.Event()  # every thread quits as soon as it sees it
+        self.enough = threading.Event()  # max_frames reached: the reader stops reading
+        self.errors: list[BaseException] = []
+        self.start = time.perf_counter()
+
+    def run(
+        self, batch_size: int, dropping: bool, max_frames: int | None, on_progress
+    ) -> VideoStats:
+        self.batch_size, self.dropping, self.max_frames = batch_size, dropping, max_frames
+        src = self.source
+        self.stats = VideoStats(
+            live=src.live, realtime=dropping, fps=src.fps, codec=self.writer.codec
+        )
+        self.frames_in = _Channel(
+            batch_size if dropping else max(4, 2 * batch_size), self.stop, dropping
+        )
+        self.parsed = _Channel(2, self.stop)
+        threads = [
+            self.worker("reader", self.read),
+            self.worker("parser", self.infer),
+            self.worker("writer", self.write),
+        ]
+        self.start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        self.supervise(threads, on_progress)
+        stats = self.stats
+        stats.seconds = time.perf_counter() - self.start
+        stats.dropped = self.frames_in.dropped
+        stats.output = self.writer.path if self.writer.started else None
+        if self.errors:
+            raise self.errors[0]
+        if on_progress is not None:
+            on_progress(replace(stats, classes_seen=set(stats.classes_seen)))
+        return stats
+
+    def read(self) -> None:
         try:
-            for frame in source:
-                if enough.is_set() or not frames_in.put(frame):
+            for frame in self.source:
+                if self.enough.is_set() or not self.frames_in.put(frame):
                     break
-                if not dropping and max_frames is not None and frame.index + 1 >= max_frames:
+                last = self.max_frames is not None and frame.index + 1 >= self.max_frames
+                if not self.dropping and last:
                     break
         except Exception:
-            if not (enough.is_set() or stop.is_set()):
+            if not (self.enough.is_set() or self.stop.is_set()):
                 raise
             log.debug("read error after the run ended, ignored", exc_info=True)
         finally:
-            frames_in.close()
-            source.close()
+            self.frames_in.close()
+            self.source.close()
 
-    def infer() -> None:
-        count = 0
+    def infer(self) -> None:
+        count, limit = 0, self.max_frames
         try:
-            while max_frames is None or count < max_frames:
-                want = batch_size if max_frames is None else min(batch_size, max_frames - count)
-                batch = frames_in.get(want, wait_for_all=not dropping)
+            while limit is None or count < limit:
+                want = self.batch_size if limit is None else min(self.batch_size, limit - count)
+                batch = self.frames_in.get(want, wait_for_all=not self.dropping)
                 if batch is None:
                     break
                 start = time.perf_counter()
-                labels = list(parse([f.image for f in batch]))
+                labels = list(self.parse([f.image for f in batch]))
                 elapsed = time.perf_counter() - start
                 if len(labels) != len(batch):
                     raise ValueError(
                         f"parse returned {len(labels)} label maps for {len(batch)} frames"
                     )
-                with lock:
-                    stats.model_seconds += elapsed
-                if not parsed.put((batch, labels)):
+                with self.lock:
+                    self.stats.model_seconds += elapsed
+                if not self.parsed.put((batch, labels)):
                     break
                 count += len(batch)
         finally:
-            enough.set()
-            parsed.close()
+            self.enough.set()
+            self.parsed.close()
 
-    def write() -> None:
+    def write(self) -> None:
         t0: float | None = None
         try:
-            while (items := parsed.get(1, wait_for_all=True)) is not None:
+            while (items := self.parsed.get(1, wait_for_all=True)) is not None:
                 batch, labels = items[0]
                 for frame, label in zip(batch, labels, strict=True):
                     pts = None
-                    if dropping and frame.time is not None:  # keep the live pace across drops
+                    if self.dropping and frame.time is not None:  # keep the live pace
                         t0 = frame.time if t0 is None else t0
-                        pts = round((frame.time - t0) / writer.time_base)
-                    writer.write(render(frame.image, label), pts)
-                    with lock:
-                        _count_classes(label, stats.classes_seen)
-                        stats.frames += 1
+                        pts = round((frame.time - t0) / self.writer.time_base)
+                    self.writer.write(self.render(frame.image, label), pts)
+                    with self.lock:
+                        _count_classes(label, self.stats.classes_seen)
+                        self.stats.frames += 1
         finally:
-            writer.close()
+            self.writer.close()
 
-    def worker(name: str, body: Callable[[], None]) -> threading.Thread:
+    def worker(self, name: str, body: Callable[[], None]) -> threading.Thread:
         def run() -> None:
             try:
                 body()
             except BaseException as err:
                 err.add_note(f"(raised in the {name} thread of lipnet_pl.inference.video)")
-                errors.append(err)
-                stop.set()
-                for channel in (frames_in, parsed):
-                    channel.wake()
+                self.errors.append(err)
+                self.halt()
 
         # daemon: a reader stuck in a network read cannot keep the interpreter alive
         return threading.Thread(target=run, name=f"video-{name}", daemon=True)
 
-    threads = [worker("reader", read), worker("parser", infer), worker("writer", write)]
-    start = time.perf_counter()
+    def halt(self) -> None:
+        self.stop.set()
+        self.frames_in.wake()
+        self.parsed.wake()
 
-    def snapshot() -> VideoStats:
-        with lock:
+    def snapshot(self) -> VideoStats:
+        with self.lock:
             return replace(
-                stats,
-                classes_seen=set(stats.classes_seen),
-                dropped=frames_in.dropped,
-                seconds=time.perf_counter() - start,
+                self.stats,
+                classes_seen=set(self.stats.classes_seen),
+                dropped=self.frames_in.dropped,
+                seconds=time.perf_counter() - self.start,
             )
 
-    for thread in threads:
-        thread.start()
-    try:
-        while threads[2].is_alive():
-            threads[2].join(0.1)
-            if on_progress is not None:
-                on_progress(snapshot())
-    except KeyboardInterrupt:
-        stats.interrupted = True
-        log.info("interrupted: closing %s", output_path)
-    finally:
-        if threads[2].is_alive():  # Ctrl-C, or on_progress raised: stop, discard what is queued
-            stop.set()
-            frames_in.wake()
-            parsed.wake()
-        threads[2].join()  # the output is finalised here
-        stop.set()  # nothing is left to deliver: release a reader waiting on a full queue
-        frames_in.wake()
-        threads[1].join()  # finishes the parse in progress, if any
-        threads[0].join(timeout=1.0)  # may be blocked in a network read; it is a daemon
-    stats.seconds = time.perf_counter() - start
-    stats.dropped = frames_in.dropped
-    stats.output = output_path if writer.started else None
-    if errors:
-        raise errors[0]
-    if on_progress is not None:
-        on_progress(replace(stats, classes_seen=set(stats.classes_seen)))
-    return stats
+    def supervise(self, threads: list[threading.Thread], on_progress) -> None:
+        """Progress reports, Ctrl-C -> a clean stop; the writer is joined first (the output is
+        finalised there), then the parser, then the reader (may be stuck in a network read)."""
+        reader, parser, writer = threads
+        try:
+            while writer.is_alive():
+                writer.join(0.1)
+                if on_progress is not None:
+                    on_progress(self.snapshot())
+        except KeyboardInterrupt:
+            self.stats.interrupted = True
+            log.info("interrupted: closing %s", self.writer.path)
+        finally:
+            if writer.is_alive():  # Ctrl-C, or on_progress raised: stop, discard what is queued
+                self.halt()
+            writer.join()
+            self.halt()  # nothing is left to deliver: release a reader waiting on a full queue
+            parser.join()  # finishes the parse in progress, if any
+            reader.join(timeout=1.0)  # a daemon: it may be blocked in a network read

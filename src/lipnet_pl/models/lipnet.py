@@ -67,6 +67,27 @@ def _resolve_act(act_layer: str | type[nn.Module]) -> type[nn.Module]:
     return act_layer
 
 
+def _stage_layout(widths, dilations, units_per_stage, pool_after, skip_stage) -> tuple:
+    """Validated per-stage widths, dilations, units and the sorted 1-based pooled stages."""
+    widths = _int_list("widths", widths)
+    if not widths:
+        raise ValueError("widths must list at least one stage width, got []")
+    n = len(widths)
+    dilations = _int_list("dilations", dilations, length=n)
+    if isinstance(units_per_stage, int) and not isinstance(units_per_stage, bool):
+        units = (_positive_int("units_per_stage", units_per_stage),) * n
+    else:
+        units = _int_list("units_per_stage", units_per_stage, length=n)
+    pool_after = _int_list("pool_after", pool_after)
+    if any(p > n for p in pool_after) or len(set(pool_after)) != len(pool_after):
+        raise ValueError(
+            f"pool_after must list distinct 1-based stage numbers in 1..{n}, got {list(pool_after)!r}"
+        )
+    if _positive_int("skip_stage", skip_stage) > n:
+        raise ValueError(f"skip_stage must be a stage number in 1..{n}, got {skip_stage!r}")
+    return widths, dilations, units, tuple(sorted(pool_after))
+
+
 class ConvBNAct(nn.Sequential):
     """conv -> plain BatchNorm2d -> activation (kept separate so SyncBatchNorm conversion keeps the act)."""
 
@@ -74,7 +95,8 @@ class ConvBNAct(nn.Sequential):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 1,
+        kernel_size: int,
+        *,
         stride: int = 1,
         dilation: int = 1,
         separable: bool = False,
@@ -105,6 +127,7 @@ class SEResUnit(nn.Module):
         out_channels: int,
         dilation: int = 1,
         se_channels: int | None = None,
+        *,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
     ):
@@ -138,9 +161,10 @@ class Stage(nn.Sequential):
         self,
         in_channels: int,
         out_channels: int,
-        units: int,
-        dilation: int,
-        se_reduction: int,
+        units: int = 2,
+        dilation: int = 1,
+        se_reduction: int = 2,
+        *,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
     ):
@@ -181,10 +205,11 @@ class ASPP(nn.Module):
         in_channels: int,
         out_channels: int = 256,
         rates: Sequence[int] = (6, 12, 18),
-        separable: bool = True,
         image_pooling: str = "input",
+        separable: bool = True,
         image_channels: int = 3,
         image_stride: int = 16,
+        *,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
     ):
@@ -234,8 +259,9 @@ class Decoder(nn.Module):
         self,
         in_channels: int,
         skip_in_channels: int,
-        skip_channels: int = 48,
-        out_channels: int = 256,
+        skip_channels: int,
+        out_channels: int,
+        *,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
     ):
@@ -297,58 +323,40 @@ class LIPNet(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ):
         super().__init__()
-        _positive_int("num_classes", num_classes)
-        _positive_int("in_channels", in_channels)
-        _positive_int("stem_channels", stem_channels)
-        _positive_int("stem_stride", stem_stride)
+        for key, value in (
+            ("num_classes", num_classes),
+            ("in_channels", in_channels),
+            ("stem_channels", stem_channels),
+            ("stem_stride", stem_stride),
+            ("se_reduction", se_reduction),
+            ("aspp_channels", aspp_channels),
+            ("skip_channels", skip_channels),
+            ("decoder_channels", decoder_channels),
+        ):
+            _positive_int(key, value)
         if _positive_int("stem_kernel", stem_kernel) % 2 == 0:
             raise ValueError(f"stem_kernel must be odd (symmetric padding), got {stem_kernel!r}")
-        widths = _int_list("widths", widths)
-        if not widths:
-            raise ValueError("widths must list at least one stage width, got []")
-        n = len(widths)
-        dilations = _int_list("dilations", dilations, length=n)
-        if isinstance(units_per_stage, int) and not isinstance(units_per_stage, bool):
-            units = (_positive_int("units_per_stage", units_per_stage),) * n
-        else:
-            units = _int_list("units_per_stage", units_per_stage, length=n)
-        pool_after = _int_list("pool_after", pool_after)
-        if any(p > n for p in pool_after) or len(set(pool_after)) != len(pool_after):
-            raise ValueError(
-                f"pool_after must list distinct 1-based stage numbers in 1..{n}, got {list(pool_after)!r}"
-            )
-        _positive_int("se_reduction", se_reduction)
-        _positive_int("aspp_channels", aspp_channels)
-        _positive_int("skip_channels", skip_channels)
-        _positive_int("decoder_channels", decoder_channels)
         if not isinstance(aspp_separable, bool):
             raise ValueError(f"aspp_separable must be true or false, got {aspp_separable!r}")
-        if _positive_int("skip_stage", skip_stage) > n:
-            raise ValueError(f"skip_stage must be a stage number in 1..{n}, got {skip_stage!r}")
+        widths, dilations, units, pool_after = _stage_layout(
+            widths, dilations, units_per_stage, pool_after, skip_stage
+        )
         act = _resolve_act(act_layer)
-        norm = nn.BatchNorm2d
+        kw = dict(norm_layer=nn.BatchNorm2d, act_layer=act)
 
         self.num_classes = num_classes
         self.widths = widths
         self.dilations = dilations
         self.stem_stride = stem_stride
-        self.pool_after = tuple(sorted(pool_after))
+        self.pool_after = pool_after
         self.skip_index = skip_stage - 1
         self.output_stride = stem_stride * 2 ** len(pool_after)
 
-        self.stem = ConvBNAct(
-            in_channels,
-            stem_channels,
-            stem_kernel,
-            stride=stem_stride,
-            norm_layer=norm,
-            act_layer=act,
-        )
-        stages, pools = [], []
-        prev = stem_channels
+        self.stem = ConvBNAct(in_channels, stem_channels, stem_kernel, stride=stem_stride, **kw)
+        stages, pools, prev = [], [], stem_channels
         for i, (w, d, u) in enumerate(zip(widths, dilations, units, strict=True)):
-            stages.append(Stage(prev, w, u, d, se_reduction, norm_layer=norm, act_layer=act))
-            pooled = (i + 1) in self.pool_after
+            stages.append(Stage(prev, w, u, d, se_reduction, **kw))
+            pooled = (i + 1) in pool_after
             pools.append(nn.MaxPool2d(2, 2, ceil_mode=True) if pooled else nn.Identity())
             prev = w
         self.stages = nn.ModuleList(stages)
@@ -361,17 +369,10 @@ class LIPNet(nn.Module):
             image_pooling=image_pooling,
             image_channels=in_channels,
             image_stride=self.output_stride,
-            norm_layer=norm,
-            act_layer=act,
+            **kw,
         )
-        self.decoder = Decoder(
-            aspp_channels,
-            widths[self.skip_index],
-            skip_channels,
-            decoder_channels,
-            norm_layer=norm,
-            act_layer=act,
-        )
+        skip = widths[self.skip_index]
+        self.decoder = Decoder(aspp_channels, skip, skip_channels, decoder_channels, **kw)
         # 1x1 classifier at stride 4, then bilinear upsampling: identical to classifying after the
         # upsample (both linear, bilinear weights sum to 1) at a fraction of the cost.
         self.head = nn.Conv2d(decoder_channels, num_classes, 1)
@@ -412,15 +413,9 @@ class LIPNet(nn.Module):
         """
 
         def row(name, key, channels, dilation, stride, hw):
-            return dict(
-                name=name,
-                module=key,
-                channels=channels,
-                dilation=dilation,
-                stride=stride,
-                resolution=hw,
-                params=count_parameters(self.get_submodule(key)),
-            )
+            params = count_parameters(self.get_submodule(key))
+            keys = ("name", "module", "channels", "dilation", "stride", "resolution", "params")
+            return dict(zip(keys, (name, key, channels, dilation, stride, hw, params), strict=True))
 
         hw = (math.ceil(height / self.stem_stride), math.ceil(width / self.stem_stride))
         stride = self.stem_stride
