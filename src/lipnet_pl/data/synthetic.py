@@ -1,14 +1,26 @@
 """Synthetic LIP-format data: a learnable stand-in for LIP (which cannot be downloaded automatically).
 
-Each image shows one roughly centred person facing the camera, drawn from simple shapes, with a
-PNG label using the 20 LIP classes. The person's LEFT arm/leg/shoe lies on the IMAGE's right
-side, exactly as in LIP, and left and right parts look the same: only their position tells them
-apart, so a model learns left vs right only if the flip augmentation swaps the labels. Every
-class has its own colour and stripe texture (plus lighting jitter and noise) so a small CNN
-trained for minutes on CPU separates them. Output is byte-identical for a given seed.
+Two styles (``style=``, ``--style``):
+
+* ``simple`` (the default of ``generate()``): one roughly centred person facing the camera, drawn
+  from simple shapes on a muted background. The person's LEFT arm/leg/shoe lies on the IMAGE's
+  right side, exactly as in LIP, and left and right parts look the same: only their position
+  tells them apart, so a model learns left vs right only if the flip augmentation swaps the
+  labels. Every class is told apart within a few pixels.
+* ``context`` (``conf/data/synthetic.yaml``; drawn by ``synthetic_people.render_person``): half the
+  persons face away, so their left limbs are on the image's LEFT; limbs look identical on both
+  sides and only the head (face or hair) tells the facing, so left/right needs context from far
+  away. Posed persons of several scales, occluders (labelled background) and cluttered
+  backgrounds in the persons' own colours.
+
+Every class has its own colour and stripe texture (plus lighting jitter and noise) so a small
+CNN trained for minutes on CPU separates them. Output is byte-identical for a given seed.
+``<root>/synthetic.json`` records the settings (to detect stale sets) and, per split, one record
+per image: ``id``, ``facing``, ``scale`` (person box height / image height), ``box``, ...
 
 CLI: ``python -m lipnet_pl.data.synthetic --out DIR --train N --val M --test K --seed S
-[--layout official|nested|flat] [--no-id-files] [--min-size 80 --max-size 400]``
+[--style simple|context] [--layout official|nested|flat] [--no-id-files]
+[--min-size 80 --max-size 400]``
 """
 
 from __future__ import annotations
@@ -23,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from lipnet_pl.data import synthetic_people
 
 LAYOUTS: dict[str, dict[str, str]] = {
     "flat": {
@@ -84,7 +98,9 @@ _TEXTURE[[15, 17, 19]] = _TEXTURE[[14, 16, 18]]
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1  # bump when the drawing changes: datamodules regenerate stale sets
 MARKER = "synthetic.json"
+SAMPLES_KEY = "samples"  # per-image records in MARKER, next to the settings (not compared)
 ACCESSORIES = ("hat", "sunglasses", "scarf", "gloves", "socks")
+STYLES = ("simple", "context")
 
 
 def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -230,15 +246,64 @@ def render_image(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_sample(
-    seed: int, split: str, index: int, min_size: int = 80, max_size: int = 400
+    seed: int,
+    split: str,
+    index: int,
+    min_size: int = 80,
+    max_size: int = 400,
+    style: str = "simple",
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """(id, image HxWx3 uint8, label HxW uint8) for sample ``index`` of ``split``; pure in its args."""
+    sample_id, image, label, _meta = make_record(seed, split, index, min_size, max_size, style)
+    return sample_id, image, label
+
+
+def facing_of(seed: int, split: str, index: int) -> str:
+    """Facing of context-style sample ``index``: one of each consecutive pair (0,1), (2,3), ...
+    faces away, so every split of >= 2 images has >= 1/3 back views (exactly half when even)."""
+    first_is_back = np.random.default_rng([seed, SPLIT_CODES[split], index // 2, 11]).random() < 0.5
+    return "back" if first_is_back == (index % 2 == 0) else "front"
+
+
+def make_record(
+    seed: int,
+    split: str,
+    index: int,
+    min_size: int = 80,
+    max_size: int = 400,
+    style: str = "simple",
+) -> tuple[str, np.ndarray, np.ndarray, dict]:
+    """``make_sample`` plus the metadata recorded in synthetic.json (facing, scale, box, ...)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
     height = int(rng.integers(min_size, max_size + 1))
-    width = int(np.clip(round(height * _u(rng, 0.45, 1.1)), min_size, max_size))
-    sample_id = f"{1000 + index}_{int(rng.integers(1_000_000, 10_000_000))}"
-    label = draw_label(width, height, rng, index)
-    return sample_id, render_image(label, rng), label
+    if style == "simple":
+        width = int(np.clip(round(height * _u(rng, 0.45, 1.1)), min_size, max_size))
+        sample_id = f"{1000 + index}_{int(rng.integers(1_000_000, 10_000_000))}"
+        label = draw_label(width, height, rng, index)
+        image = render_image(label, rng)
+        rows, cols = np.nonzero(label)
+        box = [int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1]
+        meta = {
+            "facing": "front",
+            "scale": round((box[3] - box[1]) / height, 4),
+            "box": box,
+            "outfit": synthetic_people.OUTFITS[index % 4],
+            "occluded": 0.0,
+        }
+    else:
+        width = int(np.clip(round(height * _u(rng, 0.6, 1.0)), min_size, max_size))
+        sample_id = f"{1000 + index}_{int(rng.integers(1_000_000, 10_000_000))}"
+        image, label, meta = synthetic_people.render_person(
+            [seed, SPLIT_CODES[split], index, 1],
+            facing_of(seed, split, index),
+            height,
+            width,
+            index=index,
+        )
+    meta = {"id": sample_id, "size": [height, width], **meta}
+    return sample_id, image, label, meta
 
 
 def _encode_jpeg(image: np.ndarray, grey: bool) -> bytes:
@@ -267,16 +332,22 @@ def generate(
     min_size: int = 80,
     max_size: int = 400,
     grey_fraction: float = 0.05,
+    style: str = "simple",
     overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
     """Write a synthetic LIP-format dataset to ``out`` in ``layout``; returns ``out``.
+
+    ``style``: ``"simple"`` (persons facing the camera) or ``"context"`` (front and back views,
+    left/right decided by the head only); see the module docstring.
 
     Written into a temporary sibling folder and renamed, so ``out`` is never left half-written.
     An existing non-empty ``out`` raises FileExistsError unless ``overwrite=True``.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     counts = {"train": int(train), "val": int(val), "test": int(test)}
     if min(counts.values()) < 0:
         raise ValueError(f"sample counts must be >= 0, got {counts}")
@@ -294,6 +365,7 @@ def generate(
         min_size=int(min_size),
         max_size=int(max_size),
         grey_fraction=float(grey_fraction),
+        style=style,
     )
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -307,6 +379,7 @@ def generate(
     try:
         tasks = [(split, i) for split, n in counts.items() for i in range(n)]
         ids: dict[str, list[str]] = {s: [] for s in counts}
+        records: dict[str, list[dict]] = {s: [] for s in counts}
         for split in counts:
             if counts[split]:
                 (tmp / paths[f"{'testing' if split == 'test' else split}_images"]).mkdir(
@@ -315,9 +388,12 @@ def generate(
                 if split != "test":
                     (tmp / paths[f"{split}_segmentations"]).mkdir(parents=True)
         for split, i in _progress(tasks, progress, f"synthetic LIP -> {out}"):
-            sample_id, image, label = make_sample(seed, split, i, int(min_size), int(max_size))
+            sample_id, image, label, meta = make_record(
+                seed, split, i, int(min_size), int(max_size), style
+            )
             grey_rng = np.random.default_rng([seed, SPLIT_CODES[split], i, 7])
             grey = bool(grey_rng.random() < grey_fraction)
+            records[split].append({**meta, "grey": grey})
             folder = "testing_images" if split == "test" else f"{split}_images"
             (tmp / paths[folder] / f"{sample_id}.jpg").write_bytes(_encode_jpeg(image, grey))
             if split != "test":
@@ -329,7 +405,9 @@ def generate(
             for split, split_ids in ids.items():
                 if split_ids:
                     (tmp / paths[f"{split}_id.txt"]).write_text("\n".join(split_ids) + "\n")
-        (tmp / MARKER).write_text(json.dumps(settings, sort_keys=True) + "\n")
+        (tmp / MARKER).write_text(
+            json.dumps({**settings, SAMPLES_KEY: records}, sort_keys=True) + "\n"
+        )
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp, out)
@@ -352,6 +430,7 @@ def synthetic_settings(**kwargs) -> dict:
         "min_size": 80,
         "max_size": 400,
         "grey_fraction": 0.05,
+        "style": "simple",
     }
     settings.update(kwargs)
     return settings
@@ -363,11 +442,21 @@ def is_current(root: str | Path, **kwargs) -> bool | None:
     if not marker.is_file():
         return None
     try:
-        return json.loads(marker.read_text()) == json.loads(
-            json.dumps(synthetic_settings(**kwargs))
-        )
+        recorded = json.loads(marker.read_text())
     except ValueError:
         return False
+    if not isinstance(recorded, dict):
+        return False
+    recorded.pop(SAMPLES_KEY, None)
+    return recorded == json.loads(json.dumps(synthetic_settings(**kwargs)))
+
+
+def read_records(root: str | Path) -> dict[str, list[dict]]:
+    """Per-split image records (id, facing, scale, box, ...) from ``<root>/synthetic.json``."""
+    marker = Path(root) / MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{marker} not found: {root} was not written by this generator")
+    return json.loads(marker.read_text()).get(SAMPLES_KEY, {})
 
 
 def make_staging_dir(out: Path) -> Path:
@@ -397,6 +486,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=50)
     parser.add_argument("--test", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--style",
+        choices=STYLES,
+        default="simple",
+        help="simple: persons face the camera; context: front and back views (module docstring)",
+    )
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="official")
     parser.add_argument("--no-id-files", action="store_true", help="omit train/val/test_id.txt")
     parser.add_argument("--min-size", type=int, default=80, help="smallest image side in pixels")
@@ -417,11 +512,13 @@ def main(argv: list[str] | None = None) -> None:
         min_size=args.min_size,
         max_size=args.max_size,
         grey_fraction=args.grey_fraction,
+        style=args.style,
         overwrite=args.overwrite,
         progress=True,
     )
     print(
-        f"wrote {args.train} train / {args.val} val / {args.test} test samples ({args.layout} layout) to {out}"
+        f"wrote {args.train} train / {args.val} val / {args.test} test samples "
+        f"({args.style} style, {args.layout} layout) to {out}"
     )
 
 
