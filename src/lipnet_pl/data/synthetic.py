@@ -31,12 +31,15 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from lipnet_pl.data import synthetic_draw as draw
 from lipnet_pl.data import synthetic_people
+from lipnet_pl.data.synthetic_draw import uniform as _u
 
 LAYOUTS: dict[str, dict[str, str]] = {
     "flat": {
@@ -65,46 +68,11 @@ LAYOUTS["nested"] = {
     for key, path in LAYOUTS["official"].items()
 }
 
-# Appearance (RGB) per class id; left/right pairs share one appearance on purpose.
-CLASS_COLOURS = np.array(
-    [
-        (128, 128, 128),  # 0 background (replaced by a per-image muted field)
-        (220, 40, 40),  # 1 hat
-        (70, 40, 20),  # 2 hair
-        (250, 250, 245),  # 3 glove
-        (15, 15, 15),  # 4 sunglasses
-        (40, 90, 220),  # 5 upper-clothes
-        (210, 60, 180),  # 6 dress
-        (140, 95, 40),  # 7 coat
-        (240, 220, 50),  # 8 socks
-        (25, 35, 95),  # 9 pants
-        (40, 160, 70),  # 10 jumpsuits
-        (250, 140, 30),  # 11 scarf
-        (150, 50, 220),  # 12 skirt
-        (245, 195, 165),  # 13 face
-        (215, 150, 105),  # 14 left-arm
-        (215, 150, 105),  # 15 right-arm
-        (170, 110, 75),  # 16 left-leg
-        (170, 110, 75),  # 17 right-leg
-        (0, 165, 165),  # 18 left-shoe
-        (0, 165, 165),  # 19 right-shoe
-    ],
-    dtype=np.float32,
-)
-# Stripe texture per class: (spatial frequency in cycles per 100 px, orientation in degrees).
-_TEXTURE = np.array([(3 + (c * 7) % 11, (c * 37) % 180) for c in range(20)], dtype=np.float32)
-_TEXTURE[[15, 17, 19]] = _TEXTURE[[14, 16, 18]]
-
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1  # bump when the drawing changes: datamodules regenerate stale sets
 MARKER = "synthetic.json"
 SAMPLES_KEY = "samples"  # per-image records in MARKER, next to the settings (not compared)
-ACCESSORIES = ("hat", "sunglasses", "scarf", "gloves", "socks")
 STYLES = ("simple", "context")
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
 
 
 def draw_label(width: int, height: int, rng: np.random.Generator, index: int) -> np.ndarray:
@@ -112,126 +80,129 @@ def draw_label(width: int, height: int, rng: np.random.Generator, index: int) ->
 
     ``index`` cycles the outfit (shirt+pants, coat+skirt, dress, jumpsuit) and forces one
     accessory in every five images so that any 5 consecutive images use all 20 classes.
+    Drawn back to front (legs, arms, lower body, torso, head); the random draws happen in that
+    order too, which the byte-identical output of a seed depends on.
     """
     img = Image.new("L", (width, height), 0)
-    d = ImageDraw.Draw(img)
     ph = height * _u(rng, 0.82, 0.95)
     pw = min(width * 0.95, ph * _u(rng, 0.42, 0.56))
     left = (width - pw) / 2 + _u(rng, -0.04, 0.04) * width
     top = (height - ph) / 2 + _u(rng, -0.02, 0.02) * height
+    c = draw.Canvas(img, left, top, pw, ph)  # body units: 0..1 across the person box
+    outfit = draw.OUTFITS[index % 4]
+    has = {a: bool(rng.random() < 0.4) or index % 5 == k for k, a in enumerate(draw.ACCESSORIES)}
+    legs = _draw_legs(c, rng, has["socks"])
+    arms = _draw_arms(c, rng, has["gloves"])
+    _draw_lower_body(c, rng, outfit, legs)
+    _draw_torso(c, rng, outfit, arms)
+    _draw_head(c, rng, has)
+    return np.asarray(img, dtype=np.uint8)
 
-    def p(fx: float, fy: float) -> tuple[float, float]:
-        return (left + fx * pw, top + fy * ph)
 
-    def poly(points, cls):
-        d.polygon([p(*q) for q in points], fill=cls)
+_Leg = tuple[float, float, float]  # (x0, x1) across the top of the leg, dx: sideways shift at 0.92
 
-    def ellipse(cx, cy, rx, ry, cls):
-        x0, y0 = p(cx - rx, cy - ry)
-        x1, y1 = p(cx + rx, cy + ry)
-        d.ellipse([x0, y0, x1, y1], fill=cls)
 
-    outfit = index % 4
-    has = {a: bool(rng.random() < 0.4) or index % 5 == k for k, a in enumerate(ACCESSORIES)}
-
-    # Legs: image-left is the person's RIGHT leg (17), image-right the LEFT leg (16).
+def _draw_legs(c: draw.Canvas, rng: np.random.Generator, socks: bool) -> dict[int, _Leg]:
+    """Legs, socks, shoes. Image-left is the person's RIGHT leg (17), image-right the LEFT (16)."""
     spread = _u(rng, 0.0, 0.08)
     legs = {17: (0.35, 0.49, -spread), 16: (0.51, 0.65, spread)}
     for cls, (x0, x1, dx) in legs.items():
-        poly([(x0, 0.54), (x1, 0.54), (x1 + dx, 0.92), (x0 + dx, 0.92)], cls)
-    if has["socks"]:
+        c.poly([(x0, 0.54), (x1, 0.54), (x1 + dx, 0.92), (x0 + dx, 0.92)], cls)
+    if socks:
         for x0, x1, dx in legs.values():
             a, b = 0.84, 0.91
-            poly(
-                [
-                    (x0 + dx * 0.79, a),
-                    (x1 + dx * 0.79, a),
-                    (x1 + dx * 0.97, b),
-                    (x0 + dx * 0.97, b),
-                ],
-                8,
-            )
+            c.poly([(x0 + dx * 0.79, a), (x1 + dx * 0.79, a), (x1 + dx * 0.97, b),
+                    (x0 + dx * 0.97, b)], 8)  # fmt: skip
     for cls, (x0, x1, dx) in ((19, legs[17]), (18, legs[16])):
-        c = (x0 + x1) / 2 + dx + (-0.03 if cls == 19 else 0.03)
-        ellipse(c, 0.94, 0.1, 0.04, cls)
+        x = (x0 + x1) / 2 + dx + (-0.03 if cls == 19 else 0.03)
+        c.ellipse(x, 0.94, 0.1, 0.04, cls)
+    return legs
 
-    # Arms: image-left is the person's RIGHT arm (15), image-right the LEFT arm (14).
+
+_Arm = tuple[float, float, float]  # shoulder x, hand x, hand y
+
+
+def _draw_arms(c: draw.Canvas, rng: np.random.Generator, gloves: bool) -> dict[int, _Arm]:
+    """Arms and gloves. Image-left is the person's RIGHT arm (15), image-right the LEFT arm (14)."""
     arms = {}
     for cls, sign in ((15, -1), (14, 1)):
         sx = 0.5 + sign * 0.23
         hx = 0.5 + sign * (0.3 + _u(rng, 0.0, 0.16))
         hy = _u(rng, 0.5, 0.6)
-        poly([(sx - 0.065, 0.21), (sx + 0.065, 0.21), (hx + 0.055, hy), (hx - 0.055, hy)], cls)
+        c.poly([(sx - 0.065, 0.21), (sx + 0.065, 0.21), (hx + 0.055, hy), (hx - 0.055, hy)], cls)
         arms[cls] = (sx, hx, hy)
-    if has["gloves"]:
+    if gloves:
         for _sx, hx, hy in arms.values():
-            ellipse(hx, hy + 0.01, 0.06, 0.035, 3)
+            c.ellipse(hx, hy + 0.01, 0.06, 0.035, 3)
+    return arms
 
-    # Lower body, then torso over it.
-    torso_cls = {0: 5, 1: 7, 2: 6, 3: 10}[outfit]
-    if outfit == 0:  # pants (sometimes shorts)
+
+def _draw_lower_body(
+    c: draw.Canvas, rng: np.random.Generator, outfit: str, legs: dict[int, _Leg]
+) -> None:
+    """Pants (sometimes shorts) with a waist band, a skirt or jumpsuit legs; a dress has none."""
+    if outfit == "shirt_pants":
         hem = 0.86 if rng.random() < 0.7 else 0.72
-        for x0, x1, dx in legs.values():
-            f = (hem - 0.54) / 0.38
-            poly(
-                [
-                    (x0 - 0.01, 0.54),
-                    (x1 + 0.01, 0.54),
-                    (x1 + dx * f + 0.01, hem),
-                    (x0 + dx * f - 0.01, hem),
-                ],
-                9,
-            )
-        poly([(0.34, 0.52), (0.66, 0.52), (0.66, 0.6), (0.34, 0.6)], 9)
-    elif outfit == 1:  # skirt
-        poly([(0.33, 0.54), (0.67, 0.54), (0.74, 0.72), (0.26, 0.72)], 12)
-    elif outfit == 3:  # jumpsuit legs
-        for x0, x1, dx in legs.values():
-            poly(
-                [
-                    (x0 - 0.01, 0.54),
-                    (x1 + 0.01, 0.54),
-                    (x1 + dx * 0.8 + 0.01, 0.84),
-                    (x0 + dx * 0.8 - 0.01, 0.84),
-                ],
-                10,
-            )
-    if outfit == 2:  # dress
-        poly([(0.29, 0.2), (0.71, 0.2), (0.69, 0.45), (0.8, 0.76), (0.2, 0.76), (0.31, 0.45)], 6)
+        _draw_trouser_legs(c, legs, hem, (hem - 0.54) / 0.38, 9)
+        c.rect(0.34, 0.52, 0.66, 0.6, 9)
+    elif outfit == "coat_skirt":
+        c.poly([(0.33, 0.54), (0.67, 0.54), (0.74, 0.72), (0.26, 0.72)], 12)
+    elif outfit == "jumpsuit":
+        _draw_trouser_legs(c, legs, 0.84, 0.8, 10)
+
+
+def _draw_trouser_legs(
+    c: draw.Canvas, legs: dict[int, _Leg], hem: float, f: float, cls: int
+) -> None:
+    """A tube a little wider than each leg, from the hips down to ``hem`` (``f``: hem's share of
+    the leg's sideways shift)."""
+    for x0, x1, dx in legs.values():
+        c.poly([(x0 - 0.01, 0.54), (x1 + 0.01, 0.54), (x1 + dx * f + 0.01, hem),
+                (x0 + dx * f - 0.01, hem)], cls)  # fmt: skip
+
+
+def _draw_torso(
+    c: draw.Canvas, rng: np.random.Generator, outfit: str, arms: dict[int, _Arm]
+) -> None:
+    """The dress or upper garment over the lower body, and sometimes sleeves over the upper arms."""
+    torso_cls = draw.TORSO_CLASS[outfit]
+    if outfit == "dress":
+        c.poly([(0.29, 0.2), (0.71, 0.2), (0.69, 0.45), (0.8, 0.76), (0.2, 0.76), (0.31, 0.45)], 6)
     else:
-        hem = 0.64 if outfit == 1 else 0.58
-        poly([(0.28, 0.2), (0.72, 0.2), (0.69, hem), (0.31, hem)], torso_cls)
+        hem = 0.64 if outfit == "coat_skirt" else 0.58
+        c.poly([(0.28, 0.2), (0.72, 0.2), (0.69, hem), (0.31, hem)], torso_cls)
     if rng.random() < 0.5:  # sleeves cover the upper arms
         for sx, hx, hy in arms.values():
             mx, my = sx + (hx - sx) * 0.4, 0.21 + (hy - 0.21) * 0.4
-            poly(
-                [(sx - 0.075, 0.2), (sx + 0.075, 0.2), (mx + 0.07, my), (mx - 0.07, my)], torso_cls
-            )
+            c.poly([(sx - 0.075, 0.2), (sx + 0.075, 0.2), (mx + 0.07, my), (mx - 0.07, my)],
+                   torso_cls)  # fmt: skip
 
-    # Head.
-    ellipse(0.5, 0.085, 0.15, 0.08, 2)  # hair
+
+def _draw_head(c: draw.Canvas, rng: np.random.Generator, has: dict[str, bool]) -> None:
+    """Hair (sometimes long, behind the shoulders), face, then scarf, hat and sunglasses."""
+    c.ellipse(0.5, 0.085, 0.15, 0.08, 2)  # hair
     if rng.random() < 0.4:  # long hair behind the shoulders
-        poly([(0.36, 0.1), (0.64, 0.1), (0.64, 0.27), (0.36, 0.27)], 2)
-    ellipse(0.5, 0.12, 0.11, 0.085, 13)  # face
+        c.rect(0.36, 0.1, 0.64, 0.27, 2)
+    c.ellipse(0.5, 0.12, 0.11, 0.085, 13)  # face
     if has["scarf"]:
-        poly([(0.37, 0.18), (0.63, 0.18), (0.63, 0.235), (0.37, 0.235)], 11)
-        poly([(0.54, 0.2), (0.6, 0.2), (0.6, 0.36), (0.54, 0.36)], 11)
+        c.rect(0.37, 0.18, 0.63, 0.235, 11)
+        c.rect(0.54, 0.2, 0.6, 0.36, 11)
     if has["hat"]:
-        ellipse(0.5, 0.035, 0.16, 0.04, 1)
+        c.ellipse(0.5, 0.035, 0.16, 0.04, 1)
     if has["sunglasses"]:
-        poly([(0.41, 0.1), (0.59, 0.1), (0.59, 0.125), (0.41, 0.125)], 4)
-    return np.asarray(img, dtype=np.uint8)
+        c.rect(0.41, 0.1, 0.59, 0.125, 4)
 
 
 def render_image(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """RGB uint8 image for a label: class colour + stripe texture, muted background, noise."""
     h, w = label.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    colours = CLASS_COLOURS + rng.uniform(-12, 12, size=CLASS_COLOURS.shape).astype(np.float32)
+    jitter = rng.uniform(-12, 12, size=draw.CLASS_COLOURS.shape).astype(np.float32)
+    colours = draw.CLASS_COLOURS + jitter
     colours[[15, 17, 19]] = colours[[14, 16, 18]]  # left and right look the same
     base = colours[label]
-    freq = _TEXTURE[label, 0] * (2 * np.pi / 100)
-    theta = np.deg2rad(_TEXTURE[label, 1])
+    freq = draw.CLASS_TEXTURE[label, 0] * (2 * np.pi / 100)
+    theta = np.deg2rad(draw.CLASS_TEXTURE[label, 1])
     stripes = np.sin(freq * (xx * np.cos(theta) + yy * np.sin(theta)))
     image = base + (9.0 * stripes)[..., None]
     # Muted background: grey with a tint and a linear gradient.
@@ -246,15 +217,13 @@ def render_image(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_sample(
-    seed: int,
-    split: str,
-    index: int,
-    min_size: int = 80,
-    max_size: int = 400,
-    style: str = "simple",
+    seed: int, split: str, index: int, *args, **kwargs
 ) -> tuple[str, np.ndarray, np.ndarray]:
-    """(id, image HxWx3 uint8, label HxW uint8) for sample ``index`` of ``split``; pure in its args."""
-    sample_id, image, label, _meta = make_record(seed, split, index, min_size, max_size, style)
+    """(id, image HxWx3 uint8, label HxW uint8) for sample ``index`` of ``split``; pure in its args.
+
+    ``make_record`` without the metadata; takes its arguments (min_size, max_size, style).
+    """
+    sample_id, image, label, _meta = make_record(seed, split, index, *args, **kwargs)
     return sample_id, image, label
 
 
@@ -289,7 +258,7 @@ def make_record(
             "facing": "front",
             "scale": round((box[3] - box[1]) / height, 4),
             "box": box,
-            "outfit": synthetic_people.OUTFITS[index % 4],
+            "outfit": draw.OUTFITS[index % 4],
             "occluded": 0.0,
         }
     else:
@@ -344,17 +313,7 @@ def generate(
     Written into a temporary sibling folder and renamed, so ``out`` is never left half-written.
     An existing non-empty ``out`` raises FileExistsError unless ``overwrite=True``.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
-    if style not in STYLES:
-        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
-    counts = {"train": int(train), "val": int(val), "test": int(test)}
-    if min(counts.values()) < 0:
-        raise ValueError(f"sample counts must be >= 0, got {counts}")
-    if not 16 <= int(min_size) <= int(max_size):
-        raise ValueError(
-            f"need 16 <= min_size <= max_size, got min_size={min_size} max_size={max_size}"
-        )
+    counts = _checked_counts(layout, style, train, val, test, min_size, max_size)
     settings = synthetic_settings(
         train=counts["train"],
         val=counts["val"],
@@ -367,44 +326,14 @@ def generate(
         grey_fraction=float(grey_fraction),
         style=style,
     )
-    out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} exists and is not empty: choose another --out or pass overwrite"
-            )
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _output_root(out, overwrite)
     paths = LAYOUTS[layout]
     tmp = make_staging_dir(out)
+    writer = _SampleWriter(tmp, paths, seed, int(min_size), int(max_size), style, grey_fraction)
     try:
-        tasks = [(split, i) for split, n in counts.items() for i in range(n)]
-        ids: dict[str, list[str]] = {s: [] for s in counts}
-        records: dict[str, list[dict]] = {s: [] for s in counts}
-        for split in counts:
-            if counts[split]:
-                (tmp / paths[f"{'testing' if split == 'test' else split}_images"]).mkdir(
-                    parents=True
-                )
-                if split != "test":
-                    (tmp / paths[f"{split}_segmentations"]).mkdir(parents=True)
-        for split, i in _progress(tasks, progress, f"synthetic LIP -> {out}"):
-            sample_id, image, label, meta = make_record(
-                seed, split, i, int(min_size), int(max_size), style
-            )
-            grey_rng = np.random.default_rng([seed, SPLIT_CODES[split], i, 7])
-            grey = bool(grey_rng.random() < grey_fraction)
-            records[split].append({**meta, "grey": grey})
-            folder = "testing_images" if split == "test" else f"{split}_images"
-            (tmp / paths[folder] / f"{sample_id}.jpg").write_bytes(_encode_jpeg(image, grey))
-            if split != "test":
-                (tmp / paths[f"{split}_segmentations"] / f"{sample_id}.png").write_bytes(
-                    _encode_png(label)
-                )
-            ids[split].append(sample_id)
+        records = writer.write_splits(counts, progress, f"synthetic LIP -> {out}")
         if id_files:
-            for split, split_ids in ids.items():
-                if split_ids:
-                    (tmp / paths[f"{split}_id.txt"]).write_text("\n".join(split_ids) + "\n")
+            writer.write_id_files(records)
         (tmp / MARKER).write_text(
             json.dumps({**settings, SAMPLES_KEY: records}, sort_keys=True) + "\n"
         )
@@ -415,6 +344,89 @@ def generate(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _checked_counts(
+    layout: str, style: str, train: int, val: int, test: int, min_size: int, max_size: int
+) -> dict[str, int]:
+    """Per-split sample counts, after rejecting bad arguments before anything is written."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    counts = {"train": int(train), "val": int(val), "test": int(test)}
+    if min(counts.values()) < 0:
+        raise ValueError(f"sample counts must be >= 0, got {counts}")
+    if not 16 <= int(min_size) <= int(max_size):
+        raise ValueError(
+            f"need 16 <= min_size <= max_size, got min_size={min_size} max_size={max_size}"
+        )
+    return counts
+
+
+def _output_root(out: str | Path, overwrite: bool) -> Path:
+    """``out`` as a Path whose parent exists; refuses to replace a non-empty one unless asked."""
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} exists and is not empty: choose another --out or pass overwrite"
+            )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _images_key(split: str) -> str:
+    """LAYOUTS key of a split's image folder (LIP calls the test one ``testing_images``)."""
+    return "testing_images" if split == "test" else f"{split}_images"
+
+
+@dataclass(frozen=True)
+class _SampleWriter:
+    """Writes the samples of one generator setting into the staging folder ``tmp``, laid out as
+    ``paths`` (one of LAYOUTS). ``seed`` is passed on as given: it seeds every sample's RNG."""
+
+    tmp: Path
+    paths: dict[str, str]
+    seed: int
+    min_size: int
+    max_size: int
+    style: str
+    grey_fraction: float
+
+    def write_splits(self, counts: dict[str, int], progress: bool, description: str) -> dict:
+        """Folders of the non-empty splits, then every sample; returns the records per split."""
+        for split in counts:
+            if counts[split]:
+                (self.tmp / self.paths[_images_key(split)]).mkdir(parents=True)
+                if split != "test":
+                    (self.tmp / self.paths[f"{split}_segmentations"]).mkdir(parents=True)
+        records: dict[str, list[dict]] = {s: [] for s in counts}
+        tasks = [(split, i) for split, n in counts.items() for i in range(n)]
+        for split, i in _progress(tasks, progress, description):
+            records[split].append(self.write_sample(split, i))
+        return records
+
+    def write_sample(self, split: str, i: int) -> dict:
+        """The JPEG (greyscale for a seeded share), the label PNG outside test; its record."""
+        sample_id, image, label, meta = make_record(
+            self.seed, split, i, self.min_size, self.max_size, self.style
+        )
+        grey_rng = np.random.default_rng([self.seed, SPLIT_CODES[split], i, 7])
+        grey = bool(grey_rng.random() < self.grey_fraction)
+        jpeg = _encode_jpeg(image, grey)
+        (self.tmp / self.paths[_images_key(split)] / f"{sample_id}.jpg").write_bytes(jpeg)
+        if split != "test":
+            png = _encode_png(label)
+            (self.tmp / self.paths[f"{split}_segmentations"] / f"{sample_id}.png").write_bytes(png)
+        return {**meta, "grey": grey}
+
+    def write_id_files(self, records: dict[str, list[dict]]) -> None:
+        """``<split>_id.txt`` of every non-empty split: its ids in generation order."""
+        for split, split_records in records.items():
+            if split_records:
+                ids = [record["id"] for record in split_records]
+                (self.tmp / self.paths[f"{split}_id.txt"]).write_text("\n".join(ids) + "\n")
 
 
 def synthetic_settings(**kwargs) -> dict:

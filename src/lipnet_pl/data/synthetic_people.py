@@ -23,49 +23,24 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-FACINGS = ("front", "back")
-OUTFITS = ("shirt_pants", "coat_skirt", "dress", "jumpsuit")
-ACCESSORIES = ("hat", "sunglasses", "scarf", "gloves", "socks")
-TORSO_CLASS = {"shirt_pants": 5, "coat_skirt": 7, "dress": 6, "jumpsuit": 10}
-# Person classes: colour (RGB) and stripe texture (cycles per 100 px, degrees); the left/right
-# pairs (14,15), (16,17), (18,19) share one appearance on purpose.
-CONTEXT_COLOURS = np.array(
-    [
-        (128, 128, 128),  # 0 background (never used: the background has its own appearance)
-        (220, 40, 40),  # 1 hat
-        (70, 40, 20),  # 2 hair
-        (250, 250, 245),  # 3 glove
-        (15, 15, 15),  # 4 sunglasses
-        (40, 90, 220),  # 5 upper-clothes
-        (210, 60, 180),  # 6 dress
-        (140, 95, 40),  # 7 coat
-        (240, 220, 50),  # 8 socks
-        (25, 35, 95),  # 9 pants
-        (40, 160, 70),  # 10 jumpsuits
-        (250, 140, 30),  # 11 scarf
-        (150, 50, 220),  # 12 skirt
-        (245, 195, 165),  # 13 face
-        (215, 150, 105),  # 14 left-arm
-        (215, 150, 105),  # 15 right-arm
-        (170, 110, 75),  # 16 left-leg
-        (170, 110, 75),  # 17 right-leg
-        (0, 165, 165),  # 18 left-shoe
-        (0, 165, 165),  # 19 right-shoe
-    ],
-    dtype=np.float32,
+from lipnet_pl.data.synthetic_draw import (
+    ACCESSORIES,
+    CLASS_COLOURS,
+    CLASS_TEXTURE,
+    OUTFITS,
+    TORSO_CLASS,
+    Canvas,
+    lerp,
 )
-CONTEXT_TEXTURE = np.array([(3 + (c * 7) % 11, (c * 37) % 180) for c in range(20)], np.float32)
-CONTEXT_TEXTURE[[15, 17, 19]] = CONTEXT_TEXTURE[[14, 16, 18]]
+from lipnet_pl.data.synthetic_draw import uniform as _u
+
+FACINGS = ("front", "back")
 LEFT_RIGHT_SWAP = np.arange(256, dtype=np.uint8)
 LEFT_RIGHT_SWAP[[14, 15, 16, 17, 18, 19]] = [15, 14, 17, 16, 19, 18]
 """Label lookup table: person-left <-> person-right (front view -> back view of the same pixels)."""
 
 _FRONT_RIGHT, _FRONT_LEFT = -1, 1  # image side (x sign) of the person's right/left in a front view
 _LIMB = {_FRONT_RIGHT: (15, 17, 19), _FRONT_LEFT: (14, 16, 18)}  # arm, leg, shoe
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
 
 
 def _dir(angle_deg: float, side: int) -> tuple[float, float]:
@@ -135,7 +110,7 @@ def _sample_spec(rng: np.random.Generator, index: int, height: int, width: int) 
         _u(rng, 0.2, 0.8),
         rng.uniform(-40, 40, size=2).astype(np.float32),
     )
-    s["colour_jitter"] = rng.uniform(-15, 15, size=CONTEXT_COLOURS.shape).astype(np.float32)
+    s["colour_jitter"] = rng.uniform(-15, 15, size=CLASS_COLOURS.shape).astype(np.float32)
     s["light"] = (_u(rng, 0.85, 1.15), rng.uniform(-0.12, 0.12, size=2))
     s["noise_seed"] = int(rng.integers(0, 2**31))
     return s
@@ -146,7 +121,7 @@ def _sample_looks(rng: np.random.Generator, n: int) -> np.ndarray:
     looks = np.zeros((n, 7), np.float32)
     for k in range(n):
         if rng.random() < 0.5:
-            looks[k, :3] = CONTEXT_COLOURS[int(rng.integers(1, 20))] + rng.uniform(-30, 30, 3)
+            looks[k, :3] = CLASS_COLOURS[int(rng.integers(1, 20))] + rng.uniform(-30, 30, 3)
         else:
             looks[k, :3] = rng.uniform(0, 255, 3)
         looks[k, 3:6] = (_u(rng, 2, 16), _u(rng, 0, 180), _u(rng, 0, 14))
@@ -161,44 +136,6 @@ def _sample_clutter(rng: np.random.Generator, n: int, height: int, width: int) -
         w, h = _u(rng, 0.05, 0.5) * width, _u(rng, 0.05, 0.5) * height
         shapes.append((kind, cx, cy, w, h, _u(rng, 0, 2 * math.pi)))
     return [shapes, _sample_looks(rng, n)]
-
-
-class _Canvas:
-    """PIL drawing in person units mapped to pixels (``x = ox + ux * ph``, ``y = oy + uy * ph``)."""
-
-    def __init__(self, label: Image.Image, ox: float, oy: float, ph: float):
-        self.d = ImageDraw.Draw(label)
-        self.ox, self.oy, self.ph = ox, oy, ph
-
-    def px(self, x: float, y: float) -> tuple[float, float]:
-        return self.ox + x * self.ph, self.oy + y * self.ph
-
-    def poly(self, points: Sequence[tuple[float, float]], cls: int) -> None:
-        self.d.polygon([self.px(*p) for p in points], fill=cls)
-
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, cls: int) -> tuple[float, ...]:
-        box = (*self.px(cx - rx, cy - ry), *self.px(cx + rx, cy + ry))
-        self.d.ellipse(box, fill=cls)
-        return box
-
-    def segment(self, p0, p1, w0: float, w1: float, cls: int, caps: bool = True) -> None:
-        """A limb segment of width w0 at p0 to w1 at p1, with round ends."""
-        dx, dy = p1[0] - p0[0], p1[1] - p0[1]
-        n = math.hypot(dx, dy) or 1.0
-        nx, ny = -dy / n, dx / n
-        a, b = w0 / 2, w1 / 2
-        self.poly(
-            [
-                (p0[0] + nx * a, p0[1] + ny * a),
-                (p1[0] + nx * b, p1[1] + ny * b),
-                (p1[0] - nx * b, p1[1] - ny * b),
-                (p0[0] - nx * a, p0[1] - ny * a),
-            ],
-            cls,
-        )
-        if caps:
-            self.ellipse(*p0, a, a, cls)
-            self.ellipse(*p1, b, b, cls)
 
 
 def _skeleton(s: dict) -> dict:
@@ -233,97 +170,125 @@ def _extent(s: dict, j: dict) -> tuple[float, float, float, float]:
     return min(xs) - m, min(min(ys) - m, -0.03), max(xs) + m, max(ys) + m
 
 
-def _draw_label(s: dict, j: dict, canvas: _Canvas, facing: str) -> tuple[float, float]:
-    """Draw the person (front-view left/right classes); returns the head's pixel rows (y0, y1)."""
-    c = canvas
-    outfit, has = s["outfit"], s["has"]
-    torso_cls = TORSO_CLASS[outfit]
-    aw, lw = s["arm_w"], s["leg_w"]
-    # legs, socks, shoes
+def _draw_label(s: dict, j: dict, canvas: Canvas, facing: str) -> tuple[float, float]:
+    """Draw the person (front-view left/right classes); returns the head's pixel rows (y0, y1).
+
+    Back to front, so that what is nearer the camera covers what is behind it: legs, lower
+    garment, arms, torso, sleeves, head, scarf, hat.
+    """
+    _draw_legs(canvas, s, j)
+    if s["outfit"] in ("shirt_pants", "jumpsuit"):
+        _draw_pants(canvas, s, j)
+    else:
+        _draw_skirt(canvas, s)
+    _draw_arms(canvas, s, j)
+    _draw_torso(canvas, s, j)
+    if s["sleeves"] != "none":
+        _draw_sleeves(canvas, s, j)
+    head_rows = _draw_head(canvas, s, j, facing)
+    if s["has"]["scarf"]:
+        _draw_scarf(canvas, s, j)
+    if s["has"]["hat"]:
+        rx, ry = s["head_rx"], s["head_ry"]
+        canvas.ellipse(0.0, ry * 0.3, rx * 1.25, ry * 0.45, 1)
+    return head_rows
+
+
+def _draw_legs(c: Canvas, s: dict, j: dict) -> None:
+    """Both legs (thigh and shin), socks on the lower shin, shoes under the ankles."""
+    lw = s["leg_w"]
     for side in (_FRONT_RIGHT, _FRONT_LEFT):
         hip, knee, ankle = j[("leg", side)]
         leg_cls, shoe_cls = _LIMB[side][1], _LIMB[side][2]
         c.segment(hip, knee, lw, lw * 0.85, leg_cls)
         c.segment(knee, ankle, lw * 0.85, lw * 0.7, leg_cls)
-        if has["socks"]:
-            t0 = 0.7
-            sock0 = (knee[0] + (ankle[0] - knee[0]) * t0, knee[1] + (ankle[1] - knee[1]) * t0)
-            c.segment(sock0, ankle, lw * 0.78, lw * 0.74, 8, caps=False)
+        if s["has"]["socks"]:
+            c.segment(lerp(knee, ankle, 0.7), ankle, lw * 0.78, lw * 0.74, 8, caps=False)
         rx, ry = s["shoe"]
         c.ellipse(ankle[0] + side * 0.012, ankle[1] + 0.012, rx, ry, shoe_cls)
-    # lower garments
+
+
+def _draw_pants(c: Canvas, s: dict, j: dict) -> None:
+    """Pants (``pants_hem`` share of the leg) or jumpsuit legs (at least 3/4), plus a waist band."""
+    outfit, hy = s["outfit"], s["hip_y"]
+    cls = 9 if outfit == "shirt_pants" else 10
+    hem = s["pants_hem"] if outfit == "shirt_pants" else max(s["pants_hem"], 0.75)
+    for side in (_FRONT_RIGHT, _FRONT_LEFT):
+        hip, knee, ankle = j[("leg", side)]
+        w = s["leg_w"] + 0.014
+        if hem <= 0.5:  # shorts: end on the thigh
+            c.segment(hip, lerp(hip, knee, hem * 2), w, w * 0.95, cls, caps=False)
+        else:
+            c.segment(hip, knee, w, w * 0.9, cls)
+            c.segment(knee, lerp(knee, ankle, (hem - 0.5) * 2), w * 0.9, w * 0.8, cls, caps=False)
+    c.rect(-s["hip"], hy - 0.04, s["hip"], hy + 0.04, cls)
+
+
+def _draw_skirt(c: Canvas, s: dict) -> None:
+    """Skirt (coat outfit) or the dress's flared lower part: a trapezoid from the hips."""
     hy = s["hip_y"]
-    if outfit in ("shirt_pants", "jumpsuit"):
-        cls = 9 if outfit == "shirt_pants" else 10
-        hem = s["pants_hem"] if outfit == "shirt_pants" else max(s["pants_hem"], 0.75)
-        for side in (_FRONT_RIGHT, _FRONT_LEFT):
-            hip, knee, ankle = j[("leg", side)]
-            w = lw + 0.014
-            if hem <= 0.5:
-                t = hem * 2
-                end = (hip[0] + (knee[0] - hip[0]) * t, hip[1] + (knee[1] - hip[1]) * t)
-                c.segment(hip, end, w, w * 0.95, cls, caps=False)
-            else:
-                t = (hem - 0.5) * 2
-                end = (knee[0] + (ankle[0] - knee[0]) * t, knee[1] + (ankle[1] - knee[1]) * t)
-                c.segment(hip, knee, w, w * 0.9, cls)
-                c.segment(knee, end, w * 0.9, w * 0.8, cls, caps=False)
-        c.poly([(-s["hip"], hy - 0.04), (s["hip"], hy - 0.04), (s["hip"], hy + 0.04),
-                (-s["hip"], hy + 0.04)], cls)  # fmt: skip
-    elif outfit in ("coat_skirt", "dress"):
-        cls = 12 if outfit == "coat_skirt" else 6
-        top, bottom = s["hip"] + 0.01, s["hip"] + s["skirt_flare"]
-        c.poly([(-top, hy - 0.03), (top, hy - 0.03), (bottom, hy + s["skirt_len"]),
-                (-bottom, hy + s["skirt_len"])], cls)  # fmt: skip
-    # arms (under the torso), gloves
+    cls = 12 if s["outfit"] == "coat_skirt" else 6
+    top, bottom = s["hip"] + 0.01, s["hip"] + s["skirt_flare"]
+    c.poly([(-top, hy - 0.03), (top, hy - 0.03), (bottom, hy + s["skirt_len"]),
+            (-bottom, hy + s["skirt_len"])], cls)  # fmt: skip
+
+
+def _draw_arms(c: Canvas, s: dict, j: dict) -> None:
+    """Both arms (upper arm and forearm), under the torso, and gloves on the hands."""
+    aw = s["arm_w"]
     for side in (_FRONT_RIGHT, _FRONT_LEFT):
         sh, elbow, hand = j[("arm", side)]
         c.segment(sh, elbow, aw, aw * 0.9, _LIMB[side][0])
         c.segment(elbow, hand, aw * 0.9, aw * 0.75, _LIMB[side][0])
-        if has["gloves"]:
+        if s["has"]["gloves"]:
             c.ellipse(*hand, aw * 0.6, aw * 0.6, 3)
-    # torso
-    neck, shy = j["neck"], j["shoulder_y"]
+
+
+def _draw_torso(c: Canvas, s: dict, j: dict) -> None:
+    """The upper garment from the neck to just below the hips (lower for a coat)."""
+    neck, shy, hy = j["neck"], j["shoulder_y"], s["hip_y"]
     sw, ww, hw = s["shoulder"], s["shoulder"] * s["waist"], s["hip"]
-    bottom = hy + (0.05 if outfit == "coat_skirt" else 0.02)
+    bottom = hy + (0.05 if s["outfit"] == "coat_skirt" else 0.02)
     c.poly([(-sw * 0.5, neck), (sw * 0.5, neck), (sw, shy + 0.015), (ww, (shy + hy) / 2),
             (hw, bottom), (-hw, bottom), (-ww, (shy + hy) / 2), (-sw, shy + 0.015)],
-           torso_cls)  # fmt: skip
-    # sleeves over the arms
-    if s["sleeves"] != "none":
-        for side in (_FRONT_RIGHT, _FRONT_LEFT):
-            sh, elbow, hand = j[("arm", side)]
-            w = aw + 0.012
-            if s["sleeves"] == "short":
-                t = s["sleeve_frac"]
-                end = (sh[0] + (elbow[0] - sh[0]) * t, sh[1] + (elbow[1] - sh[1]) * t)
-                c.segment(sh, end, w, w * 0.95, torso_cls, caps=False)
-                c.ellipse(*sh, w / 2, w / 2, torso_cls)
-            else:
-                end = (elbow[0] + (hand[0] - elbow[0]) * 0.8, elbow[1] + (hand[1] - elbow[1]) * 0.8)
-                c.segment(sh, elbow, w, w * 0.9, torso_cls)
-                c.segment(elbow, end, w * 0.9, w * 0.8, torso_cls, caps=False)
-    # head: hair strands (identical in both views), then the facing-dependent head
+           TORSO_CLASS[s["outfit"]])  # fmt: skip
+
+
+def _draw_sleeves(c: Canvas, s: dict, j: dict) -> None:
+    """Short sleeves (``sleeve_frac`` of the upper arm) or long ones (to 80% of the forearm)."""
+    torso_cls = TORSO_CLASS[s["outfit"]]
+    for side in (_FRONT_RIGHT, _FRONT_LEFT):
+        sh, elbow, hand = j[("arm", side)]
+        w = s["arm_w"] + 0.012
+        if s["sleeves"] == "short":
+            c.segment(sh, lerp(sh, elbow, s["sleeve_frac"]), w, w * 0.95, torso_cls, caps=False)
+            c.ellipse(*sh, w / 2, w / 2, torso_cls)
+        else:
+            c.segment(sh, elbow, w, w * 0.9, torso_cls)
+            c.segment(elbow, lerp(elbow, hand, 0.8), w * 0.9, w * 0.8, torso_cls, caps=False)
+
+
+def _draw_head(c: Canvas, s: dict, j: dict, facing: str) -> tuple[float, float]:
+    """Hair strands (identical in both views), then the only facing-dependent part: a face
+    (front, maybe sunglasses) or hair (back) under the hair cap. Returns its pixel rows."""
     rx, ry = s["head_rx"], s["head_ry"]
     if s["strands"]:
         for side in (-1, 1):
             x = side * rx * 0.95
-            c.segment((x, ry), (x + side * 0.01, neck + s["strand_len"]), 0.03, 0.025, 2)
+            c.segment((x, ry), (x + side * 0.01, j["neck"] + s["strand_len"]), 0.03, 0.025, 2)
     cap = c.ellipse(0.0, ry * 0.75, rx * 1.08, ry * 0.8, 2)
     face = c.ellipse(0.0, ry * 1.12, rx * 0.9, ry * 0.88, 13 if facing == "front" else 2)
-    if facing == "front" and has["sunglasses"]:
-        c.poly([(-rx * 0.85, ry * 0.95), (rx * 0.85, ry * 0.95), (rx * 0.85, ry * 1.3),
-                (-rx * 0.85, ry * 1.3)], 4)  # fmt: skip
-    head_rows = (min(cap[1], face[1]), max(cap[3], face[3]))
-    if has["scarf"]:
-        c.poly([(-sw * 0.62, neck - 0.005), (sw * 0.62, neck - 0.005), (sw * 0.62, neck + 0.035),
-                (-sw * 0.62, neck + 0.035)], 11)  # fmt: skip
-        tx, tl = s["scarf_tail"]
-        c.poly([(tx - 0.02, neck), (tx + 0.02, neck), (tx + 0.02, neck + tl),
-                (tx - 0.02, neck + tl)], 11)  # fmt: skip
-    if has["hat"]:
-        c.ellipse(0.0, ry * 0.3, rx * 1.25, ry * 0.45, 1)
-    return head_rows
+    if facing == "front" and s["has"]["sunglasses"]:
+        c.rect(-rx * 0.85, ry * 0.95, rx * 0.85, ry * 1.3, 4)
+    return min(cap[1], face[1]), max(cap[3], face[3])
+
+
+def _draw_scarf(c: Canvas, s: dict, j: dict) -> None:
+    """A band round the neck and a tail hanging from it."""
+    neck, sw = j["neck"], s["shoulder"]
+    c.rect(-sw * 0.62, neck - 0.005, sw * 0.62, neck + 0.035, 11)
+    tx, tl = s["scarf_tail"]
+    c.rect(tx - 0.02, neck, tx + 0.02, neck + tl, 11)
 
 
 def _shapes_index(shapes: list, height: int, width: int) -> np.ndarray:
@@ -419,7 +384,7 @@ def render_person(
     ox = -ex0 * ph + px * (width - (ex1 - ex0) * ph)
     oy = -ey0 * ph + py * (height - (ey1 - ey0) * ph)
     label_img = Image.new("L", (width, height), 0)
-    head_y0, head_y1 = _draw_label(s, j, _Canvas(label_img, ox, oy, ph), facing)
+    head_y0, head_y1 = _draw_label(s, j, Canvas(label_img, ox, oy, ph, ph), facing)
     label = np.asarray(label_img, dtype=np.uint8)
     if facing == "back":
         label = LEFT_RIGHT_SWAP[label]
@@ -435,10 +400,10 @@ def render_person(
     shapes, looks = s["clutter"]
     _paint(image, _shapes_index(shapes, height, width), looks, xx, yy)
     # person: class colour + class stripes (left and right identical)
-    colours = CONTEXT_COLOURS + s["colour_jitter"]
+    colours = CLASS_COLOURS + s["colour_jitter"]
     colours[[15, 17, 19]] = colours[[14, 16, 18]]
     person_looks = np.zeros((20, 6), np.float32)
-    person_looks[:, :3], person_looks[:, 3:5], person_looks[:, 5] = colours, CONTEXT_TEXTURE, 9.0
+    person_looks[:, :3], person_looks[:, 3:5], person_looks[:, 5] = colours, CLASS_TEXTURE, 9.0
     _paint(image, label, person_looks[1:], xx, yy)
     # occluders in front of the body (labelled background)
     occ = _occluder_index(s, box, neck_row, height, width)
