@@ -51,6 +51,17 @@ def quiet_libraries() -> None:
     # Lightning's rank_zero_info/warn log through these loggers (filters act on their records)
     for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropAdverts())
+    # `import lightning` gives its logger a console handler of its own; under Hydra, which logs to
+    # the console and the run's log file, every Lightning line would be printed twice
+    if logging.getLogger().handlers:
+        import lightning  # noqa: F401  (its import adds the handler: remove it after)
+
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                if type(handler) is logging.StreamHandler:
+                    logger.removeHandler(handler)
+            logger.propagate = True
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
