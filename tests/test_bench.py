@@ -45,12 +45,17 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
         ("pytorch", "fast", 1), ("pytorch", "fast", 2),
         ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2),
         ("onnxruntime", "int8", 1), ("onnxruntime", "int8", 2),
-        ("pytorch", "train", 2),
+        ("pytorch", "train+channels_last", 2), ("pytorch", "train", 2),
     }  # fmt: skip
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in data["results"])
     assert all(r["params_m"] > 3 and r["gflops"] > 0 for r in data["results"])
     assert data["meta"]["reduced_cpu_profile"] is True
     md = (tmp_path / "bench.md").read_text().rstrip().splitlines()
+    assert re.fullmatch(
+        r"channels_last training step lipnet: \d+\.\d\d img/s vs \d+\.\d\d img/s default layout "
+        r"\(fp32, batch 2\), \d+\.\d\dx",
+        meta["layout_lines"][0],
+    )
     assert md[-1] == f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"
     assert re.fullmatch(
         r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32", md[-2]

@@ -74,6 +74,21 @@ def best_lines(results: list[Result]) -> list[str]:
     ]
 
 
+def layout_lines(results: list[Result]) -> list[str]:
+    """``channels_last training step <model>: ...`` for each model timed in both layouts."""
+    lines = []
+    for model in dict.fromkeys(r.model for r in results):
+        steps = {r.variant: r for r in results if r.model == model and r.kind == "train"}
+        cl, nchw = steps.get("train+channels_last"), steps.get("train")
+        if cl is not None and nchw is not None:
+            lines.append(
+                f"channels_last training step {model}: {cl.images_per_s:.2f} img/s vs "
+                f"{nchw.images_per_s:.2f} img/s default layout ({cl.dtype}, batch {cl.batch}), "
+                f"{cl.images_per_s / nchw.images_per_s:.2f}x"
+            )
+    return lines
+
+
 def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
     lines = [
         f"# Benchmark {meta['date']}",
@@ -99,6 +114,7 @@ def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
             f"1) from {d['pairs']} interleaved calls: {d['slow_ms']:.1f} ms -> {d['fast_ms']:.1f} ms."
         )
         lines.append("")
+    lines += [*meta["layout_lines"], ""] if meta.get("layout_lines") else []
     lines += [*meta["best_lines"], f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"]
     return "\n".join(lines) + "\n"
 

@@ -34,7 +34,9 @@ class Result:
     model: str
     kind: str  # inference | train
     backend: str  # pytorch | onnxruntime
-    variant: str  # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train
+    variant: (
+        str  # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train[+channels_last]
+    )
     dtype: str
     batch: int
     median_ms: float
@@ -143,4 +145,5 @@ def torch_train_step(
     with PeakMemory(case.device) as mem:
         times = time_calls(step, case.device, 1, case.repeats)
     model.eval()
-    return make_result(case, "train", "pytorch", "train", times, mem)
+    variant = "train+channels_last" if channels_last else "train"
+    return make_result(case, "train", "pytorch", variant, times, mem)

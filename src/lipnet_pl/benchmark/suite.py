@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lipnet_pl.benchmark.report import best_lines, print_table, write_outputs
+from lipnet_pl.benchmark.report import best_lines, layout_lines, print_table, write_outputs
 from lipnet_pl.benchmark.runners import (
     DTYPES,
     Case,
@@ -178,9 +178,10 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
             batch=int(profile.train_batch_size),
             repeats=int(profile.train_repeats),
         )
-        results.append(
-            torch_train_step(train_case, model, int(cfg.num_classes), bool(cfg.channels_last_train))
-        )
+        layouts = [bool(cfg.channels_last_train)]
+        if bool(cfg.channels_last_train) and label in plain(cfg.get("train_contiguous") or []):
+            layouts.append(False)
+        results += [torch_train_step(train_case, model, int(cfg.num_classes), cl) for cl in layouts]
     return results, ratio
 
 
@@ -209,6 +210,7 @@ def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "fast_path_speedup": float(ratio["speedup"]) if ratio else float("nan"),
         "speedup_detail": ratio or {},
+        "layout_lines": layout_lines(results),
         "best_lines": best_lines(results),
     }
 
@@ -273,7 +275,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     """The command: run, then the best-backend lines and, last, the fast-path speed-up."""
     out = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
     _, meta = run(cfg, out)
-    for line in meta["best_lines"]:
+    for line in [*meta["layout_lines"], *meta["best_lines"]]:
         print(line)
     print(f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x", flush=True)
     return meta
