@@ -53,7 +53,7 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
     md = (tmp_path / "bench.md").read_text().rstrip().splitlines()
     assert re.fullmatch(
         r"channels_last training step lipnet: \d+\.\d\d img/s vs \d+\.\d\d img/s default layout "
-        r"\(fp32, batch 2\), \d+\.\d\dx",
+        r"\(fp32, batch 2, interleaved steps\), \d+\.\d\dx",
         meta["layout_lines"][0],
     )
     assert md[-1] == f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"

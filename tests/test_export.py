@@ -93,3 +93,36 @@ def test_pretrained_folder_from_a_checkpoint_loads_like_the_checkpoint(random_ck
     x = torch.randn(1, 3, 48, 40)
     with torch.no_grad():
         assert torch.equal(shared.net(x), original.net(x))
+
+
+@pytest.mark.slow
+def test_export_command_quantize_int8_calibrates_at_the_model_input_and_keeps_the_spec(
+    random_ckpt, lip_root, tmp_path, monkeypatch
+):
+    import lipnet_pl.inference.quantize as quantize_mod
+    from lipnet_pl.inference.onnx_runtime import read_spec
+
+    seen = []
+    real = quantize_mod.quantize_onnx_int8
+
+    def spy(fp32, out, batches, **kw):
+        seen.extend(batches)
+        return real(fp32, out, batches, **kw)
+
+    monkeypatch.setattr(quantize_mod, "quantize_onnx_int8", spy)
+    out = tmp_path / "model.onnx"
+    cfg = export_cfg(
+        tmp_path,
+        ckpt_path=random_ckpt,
+        output=out,
+        quantize="int8",
+        **{"calibration.data_root": lip_root, "calibration.images": 3},
+    )
+    export(cfg)
+    int8 = tmp_path / "model.int8.onnx"
+    spec = load_model(random_ckpt).spec
+    assert int8.is_file() and read_spec(int8) == spec
+    assert [b.shape for b in seen] == [(1, 3, *spec.input_size)] * 3  # eval-preprocessed, 3 images
+    loaded = load_model(int8)
+    x = torch.randn(2, 3, *spec.input_size)
+    assert loaded.net(x).shape == (2, 20, *spec.input_size)

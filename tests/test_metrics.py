@@ -151,3 +151,19 @@ def test_padded_sample_mask_keeps_every_sample_exactly_once(n, world, shuffle):
 
 def test_padded_sample_mask_keeps_all_without_distributed_sampler():
     assert padded_sample_mask(None, 5, 3) == [True, True, True]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_labels_are_the_argmax_first_on_ties_at_the_requested_size(channels_last):
+    from lipnet_pl.evaluation.labels import class_argmax, labels_at
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 20, 31, 17)
+    if channels_last:  # what the fast path returns
+        logits = logits.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(class_argmax(logits[0]), logits[0].argmax(0))
+    up = F.interpolate(logits, size=(62, 33), mode="bilinear", align_corners=False)[0]
+    assert torch.equal(labels_at(logits[0], (62, 33)), up.argmax(0))
+    tied = torch.zeros(4, 3, 3)
+    tied[1] = tied[3] = 1.0
+    assert (class_argmax(tied) == 1).all()

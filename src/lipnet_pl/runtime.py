@@ -62,6 +62,11 @@ def quiet_libraries() -> None:
                 if type(handler) is logging.StreamHandler:
                     logger.removeHandler(handler)
             logger.propagate = True
+    # the ONNX exporter's passes log every step at INFO (unused nodes, constant folding, ...)
+    for name in ("onnx_ir", "onnxscript", "torch.onnx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # inductor on a CPU-only machine: "No CUDA runtime is found, using CUDA_HOME=..."
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")

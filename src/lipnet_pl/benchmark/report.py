@@ -83,7 +83,8 @@ def layout_lines(results: list[Result]) -> list[str]:
         if cl is not None and nchw is not None:
             lines.append(
                 f"channels_last training step {model}: {cl.images_per_s:.2f} img/s vs "
-                f"{nchw.images_per_s:.2f} img/s default layout ({cl.dtype}, batch {cl.batch}), "
+                f"{nchw.images_per_s:.2f} img/s default layout ({cl.dtype}, batch {cl.batch}, "
+                "interleaved steps), "
                 f"{cl.images_per_s / nchw.images_per_s:.2f}x"
             )
     return lines

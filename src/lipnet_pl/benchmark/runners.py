@@ -6,6 +6,7 @@ is made.
 
 from __future__ import annotations
 
+import copy
 import statistics
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -125,10 +126,8 @@ def ort_inference(case: Case, variant: str, onnx_path: Path) -> Result:
     return make_result(case, "inference", "onnxruntime", variant, times, mem)
 
 
-def torch_train_step(
-    case: Case, model: nn.Module, num_classes: int, channels_last: bool = True
-) -> Result:
-    """images/s of forward + cross-entropy + backward + SGD step on random data."""
+def _train_step(case: Case, model: nn.Module, num_classes: int, channels_last: bool):
+    """A closure doing forward + cross-entropy + backward + SGD step on fixed random data."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.train().to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -142,8 +141,48 @@ def torch_train_step(
         loss.backward()
         opt.step()
 
+    return step
+
+
+def _train_variant(channels_last: bool) -> str:
+    return "train+channels_last" if channels_last else "train"
+
+
+def torch_train_step(
+    case: Case, model: nn.Module, num_classes: int, channels_last: bool = True
+) -> Result:
+    """images/s of forward + cross-entropy + backward + SGD step on random data."""
+    step = _train_step(case, model, num_classes, channels_last)
     with PeakMemory(case.device) as mem:
         times = time_calls(step, case.device, 1, case.repeats)
     model.eval()
-    variant = "train+channels_last" if channels_last else "train"
-    return make_result(case, "train", "pytorch", variant, times, mem)
+    return make_result(case, "train", "pytorch", _train_variant(channels_last), times, mem)
+
+
+def torch_train_layouts(case: Case, model: nn.Module, num_classes: int) -> list[Result]:
+    """The training step in channels_last AND in the default layout, timed in alternation
+    (one step each, ``repeats`` times, after a warm-up pair): both see the same machine load,
+    so their ratio is channels_last's gain even on a busy machine. Each row's memory is the
+    largest increase over its own steps."""
+    layouts = (True, False)
+    steps = {cl: _train_step(case, copy.deepcopy(model), num_classes, cl) for cl in layouts}
+    times: dict[bool, list[float]] = {cl: [] for cl in layouts}
+    mems: dict[bool, list[PeakMemory]] = {cl: [] for cl in layouts}
+    for i in range(case.repeats + 1):
+        for cl in layouts:
+            with PeakMemory(case.device) as mem:
+                t = time_calls(steps[cl], case.device, 0, 1)
+            if i:
+                times[cl] += t
+                mems[cl].append(mem)
+    return [
+        make_result(
+            case,
+            "train",
+            "pytorch",
+            _train_variant(cl),
+            times[cl],
+            max(mems[cl], key=lambda m: m.mib or 0.0),
+        )
+        for cl in layouts
+    ]

@@ -35,6 +35,7 @@ from lipnet_pl.benchmark.runners import (
     inference_call,
     ort_inference,
     torch_inference,
+    torch_train_layouts,
     torch_train_step,
 )
 from lipnet_pl.benchmark.timing import interleaved_ratio
@@ -178,10 +179,11 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
             batch=int(profile.train_batch_size),
             repeats=int(profile.train_repeats),
         )
-        layouts = [bool(cfg.channels_last_train)]
-        if bool(cfg.channels_last_train) and label in plain(cfg.get("train_contiguous") or []):
-            layouts.append(False)
-        results += [torch_train_step(train_case, model, int(cfg.num_classes), cl) for cl in layouts]
+        classes, cl = int(cfg.num_classes), bool(cfg.channels_last_train)
+        if cl and label in plain(cfg.get("train_contiguous") or []):
+            results += torch_train_layouts(train_case, model, classes)
+        else:
+            results.append(torch_train_step(train_case, model, classes, cl))
     return results, ratio
 
 

@@ -23,9 +23,18 @@ def resize_logits(logits: Tensor, size: Sequence[int]) -> Tensor:
     )[0]
 
 
+def class_argmax(logits: Tensor) -> Tensor:
+    """``[C, H, W]`` logits -> long ``[H, W]`` ids of the highest class (the first on ties).
+
+    Taken over the innermost axis of an HWC copy: on a CPU, a reduction over the outermost
+    axis of a contiguous CHW tensor is ~4x slower (473x473, 20 classes, 2 cores: 26-40 ms vs
+    8 ms with the copy), and it ran on every video frame."""
+    return logits.permute(1, 2, 0).contiguous().argmax(dim=-1)
+
+
 def labels_at(logits: Tensor, size: Sequence[int]) -> Tensor:
     """``[C, h, w]`` logits -> long ``[H, W]`` class ids at ``size``."""
-    return resize_logits(logits, size).argmax(dim=0)
+    return class_argmax(resize_logits(logits, size))
 
 
 def to_uint8(labels: Tensor) -> torch.Tensor:

@@ -56,6 +56,7 @@ def export_onnx(
         opset_version=opset,
         dynamo=True,
         external_data=False,
+        verbose=False,  # no "[torch.onnx] ..." progress lines
         dynamic_shapes=dynamic_shapes,
     )
     return path
@@ -223,7 +224,9 @@ def quantize(fp32: Path, spec, cfg: DictConfig) -> Path:
 
     calib = cfg.calibration
     out = fp32.with_name(fp32.stem + ".int8.onnx")
-    batches = calibration_batches(calib.data_root, spec, int(calib.images))
+    batches = calibration_batches(
+        calib.data_root, int(calib.images), spec.input_size, spec.mean, spec.std
+    )
     quantize_onnx_int8(fp32, out, batches)
     console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, int8)")
     return out

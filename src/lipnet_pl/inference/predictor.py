@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lipnet_pl.data.transforms import preprocess
-from lipnet_pl.evaluation.labels import resize_logits
+from lipnet_pl.evaluation.labels import class_argmax, resize_logits
 from lipnet_pl.evaluation.tta import predict_logits, tta_config
 from lipnet_pl.inference.loader import LoadedModel
 from lipnet_pl.models.fastpath import make_fast
@@ -88,4 +88,4 @@ class Predictor:
 
     def predict(self, images: Sequence[np.ndarray | Tensor]) -> list[np.ndarray]:
         """Per image, an HxW uint8 class-id map at the image's original size."""
-        return [lg.argmax(0).to(torch.uint8).cpu().numpy() for lg in self.logits(images)]
+        return [class_argmax(lg).to(torch.uint8).cpu().numpy() for lg in self.logits(images)]

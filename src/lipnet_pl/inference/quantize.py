@@ -20,6 +20,8 @@ shape, and its file runs wherever the fp32 ONNX does.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -135,21 +137,24 @@ def quantize_onnx_int8(
 
         input_name = onnx.load(str(model_in), load_external_data=False).graph.input[0].name
         quantized = Path(tmp) / "int8.onnx"
-        q.quantize_static(
-            str(model_in),
-            str(quantized),
-            _Batches(input_name, batches),
-            quant_format=q.QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
-            calibrate_method=getattr(q.CalibrationMethod, _ORT_METHOD[method]),
-            nodes_to_exclude=list(exclude_nodes),
-            extra_options={
-                "CalibStridedMinMax": _chunk(len(batches)),
-                "CalibPercentile": float(percentile),
-            },
-        )
+        # onnxruntime's calibrators print() their progress ("Collecting tensor data ..."): keep
+        # the console for our own lines
+        with contextlib.redirect_stdout(io.StringIO()):
+            q.quantize_static(
+                str(model_in),
+                str(quantized),
+                _Batches(input_name, batches),
+                quant_format=q.QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+                calibrate_method=getattr(q.CalibrationMethod, _ORT_METHOD[method]),
+                nodes_to_exclude=list(exclude_nodes),
+                extra_options={
+                    "CalibStridedMinMax": _chunk(len(batches)),
+                    "CalibPercentile": float(percentile),
+                },
+            )
         model = onnx.load(str(quantized))
         info = {
             "format": "QDQ",
