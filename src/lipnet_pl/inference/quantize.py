@@ -155,7 +155,6 @@ def quantize_onnx_int8(
                     "CalibPercentile": float(percentile),
                 },
             )
-        model = onnx.load(str(quantized))
         info = {
             "format": "QDQ",
             "weights": "int8 per-channel" if per_channel else "int8 per-tensor",
@@ -164,14 +163,21 @@ def quantize_onnx_int8(
             "calibration_images": int(sum(len(b) for b in batches)),
             **({"percentile": float(percentile)} if method == "percentile" else {}),
         }
-        entries = {**metadata, QUANT_KEY: json.dumps(info)}
-        del model.metadata_props[:]
-        for key, value in entries.items():
-            model.metadata_props.add(key=key, value=value)
-        staged = Path(tmp) / "staged.onnx"
-        onnx.save(model, str(staged))
-        os.replace(staged, out)
+        _save_with_metadata(quantized, {**metadata, QUANT_KEY: json.dumps(info)}, out)
     return out
+
+
+def _save_with_metadata(model_path: Path, entries: dict[str, str], out: Path) -> None:
+    """``model_path`` with exactly ``entries`` as metadata, moved atomically onto ``out``."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    staged = model_path.with_name("staged.onnx")
+    onnx.save(model, str(staged))
+    os.replace(staged, out)
 
 
 _ORT_METHOD = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
