@@ -1,6 +1,6 @@
 """``make gpu-check``: run every CUDA path lipnet_pl ships, once, and write a Markdown report.
 
-    python -m lipnet_pl.benchmark.gpu_check [--out gpu_check] [--images 256]
+    python -m lipnet_pl.benchmark.gpu_check [--out gpu_check] [--images 256] [--no-compile]
 
 Steps (each timed; a failing step is reported and the others still run):
 
@@ -48,6 +48,7 @@ class Settings:
     train_batch: int = 32
     epochs: int = 1
     bench: list[str] = field(default_factory=lambda: [])
+    compile: bool = True
 
 
 @dataclass
@@ -367,9 +368,12 @@ def check(s: Settings) -> list[Step]:
     steps: list[Step] = []
     run_step("bench", lambda st: step_bench(s, st), steps)
     trained = run_step("training (bf16, channels_last)", lambda st: step_train(s, st, False), steps)
-    run_step(
-        "training (bf16, channels_last, torch.compile)", lambda st: step_train(s, st, True), steps
-    )
+    if s.compile:
+        run_step(
+            "training (bf16, channels_last, torch.compile)",
+            lambda st: step_train(s, st, True),
+            steps,
+        )
     ckpt = trained.numbers.get("checkpoint")
     if ckpt:
         run_step("eval and predict", lambda st: step_eval_predict(s, st, ckpt), steps)
@@ -388,6 +392,9 @@ def run(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=256, help="synthetic training images")
     p.add_argument(
         "--cpu-smoke", action="store_true", help="tiny run on the CPU (tests this script)"
+    )
+    p.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile training run (minutes)"
     )
     args = p.parse_args(argv)
     import torch
@@ -415,6 +422,7 @@ def run(argv: list[str] | None = None) -> int:
         )
     else:
         s = Settings(args.out, images=args.images)
+    s.compile = not args.no_compile
     s.out.mkdir(parents=True, exist_ok=True)
     steps = check(s)
     report = write_report(s, steps)

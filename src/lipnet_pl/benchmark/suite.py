@@ -187,6 +187,18 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
     return results, ratio
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the architecture: timings depend on it (AVX2 vs
+    AVX512-VNNI changed LIP-Net's CPU latency 2x on our machines)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
     try:
         import onnxruntime
@@ -197,7 +209,7 @@ def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+        else f"CPU ({cpu_model()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()})"
     )
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
