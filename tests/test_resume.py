@@ -213,3 +213,21 @@ def test_fp16_trains_through_overflow_steps(train_cfg, tmp_path):
     assert scale is not None and scale < 1.0e30  # the scaler backed off: steps overflowed
     start = load_model(tmp_path / "checkpoints" / "last.ckpt").net.state_dict()
     assert all(torch.isfinite(v).all() for v in start.values() if v.is_floating_point())
+
+
+def test_ctrl_c_during_training_exits_130_and_leaves_ctrl_c_working(train_cfg, monkeypatch, capsys):
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` and ignores SIGINT from then on; train keeps
+    it an interruption (exit 130, as every command) and puts the SIGINT handler back."""
+    from lipnet_pl.cli import exit_on_errors
+    from lipnet_pl.training.module import SegmentationModule
+
+    def pressed_ctrl_c(self, batch, batch_idx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SegmentationModule, "training_step", pressed_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as exit_info:
+        exit_on_errors(train, train_cfg())
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted"
+    assert signal.getsignal(signal.SIGINT) is before

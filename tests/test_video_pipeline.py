@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import socket
 import threading
 import time
@@ -220,6 +221,16 @@ def test_wrong_number_of_labels_is_a_clear_error(clip, tmp_path):
         run_video(clip, tmp_path / "out.mp4", lambda frames: [], render)
 
 
+@pytest.fixture
+def python_sigint_handler():
+    """Ctrl-C raises KeyboardInterrupt, whatever handler an earlier test (a Lightning Trainer)
+    left installed: ``_thread.interrupt_main`` calls the installed handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint_handler")
 def test_ctrl_c_mid_stream_leaves_a_playable_file(clip, tmp_path):
     calls = 0
     render_fn, rendering_2 = render_signalling(2)

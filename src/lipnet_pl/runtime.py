@@ -67,6 +67,9 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     # inductor on a CPU-only machine: "No CUDA runtime is found, using CUDA_HOME=..."
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # smp < 0.5 imports pretrainedmodels, whose first import prints SyntaxWarnings ("is" with a
+    # literal) while it compiles: a user's first command would start with them
+    warnings.filterwarnings("ignore", category=SyntaxWarning, module=r".*pretrainedmodels")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,23 @@ def _describe(module, dm) -> None:
     )
 
 
+def _fit(trainer, module, dm, ckpt_path) -> None:
+    """``trainer.fit``, with Ctrl-C kept a KeyboardInterrupt (the command layer: exit 130).
+
+    On Ctrl-C Lightning shuts down, sets SIGINT to "ignore" and calls ``sys.exit(1)``: a
+    scheduler would read that as a crash, and a notebook or test would be left deaf to Ctrl-C.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SystemExit as exit_:
+        if trainer.interrupted:
+            raise KeyboardInterrupt("training interrupted") from exit_
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``)."""
     check_config(cfg)
@@ -273,7 +291,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, callbacks, loggers)
     _describe(module, dm)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_from)
+        _fit(trainer, module, dm, resume_from)
         summary = {}
         if trainer.is_global_zero:
             summary = run_summary(cfg, trainer, module, time.perf_counter() - start)
