@@ -120,6 +120,7 @@ def hydra_command(
     """
 
     def main() -> Any:
+        quiet_libraries()  # before Hydra imports the configured callbacks (and smp with them)
         import hydra
 
         # Hydra's own handler prints a trimmed traceback for every error and exits 1; let

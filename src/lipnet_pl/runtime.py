@@ -40,28 +40,40 @@ class _DropAdverts(logging.Filter):
 
 
 _QUIET = False
+_ONE_LIGHTNING_CONSOLE = False
+
+
+def _one_lightning_console() -> None:
+    """`import lightning` gives its logger a console handler of its own; under Hydra, which
+    logs to the console and the run's log file, every Lightning line would be printed twice."""
+    global _ONE_LIGHTNING_CONSOLE
+    if _ONE_LIGHTNING_CONSOLE or not logging.getLogger().handlers:
+        return  # not yet configured (before Hydra's job starts): done on the next call
+    _ONE_LIGHTNING_CONSOLE = True
+    import lightning  # noqa: F401  (its import adds the handler: remove it after)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def quiet_libraries() -> None:
-    """Keep the console for our output: drop library advertisements and known-harmless noise."""
+    """Keep the console for our output: drop library advertisements and known-harmless noise.
+
+    Commands call it first thing (Hydra imports configured callbacks, and with them our
+    libraries, before the job starts) and again inside the job, once logging is configured.
+    """
     global _QUIET
+    _one_lightning_console()
     if _QUIET:
         return
     _QUIET = True
     # Lightning's rank_zero_info/warn log through these loggers (filters act on their records)
     for name in ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropAdverts())
-    # `import lightning` gives its logger a console handler of its own; under Hydra, which logs to
-    # the console and the run's log file, every Lightning line would be printed twice
-    if logging.getLogger().handlers:
-        import lightning  # noqa: F401  (its import adds the handler: remove it after)
-
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-            logger = logging.getLogger(name)
-            for handler in list(logger.handlers):
-                if type(handler) is logging.StreamHandler:
-                    logger.removeHandler(handler)
-            logger.propagate = True
     # the ONNX exporter's passes log every step at INFO (unused nodes, constant folding, ...)
     for name in ("onnx_ir", "onnxscript", "torch.onnx"):
         logging.getLogger(name).setLevel(logging.WARNING)
