@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,8 @@ class Result:
     model: str
     kind: str  # inference | train
     backend: str  # pytorch | onnxruntime
-    variant: (
-        str  # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train[+channels_last]
-    )
+    # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train | train+channels_last
+    variant: str
     dtype: str
     batch: int
     median_ms: float
@@ -144,45 +144,35 @@ def _train_step(case: Case, model: nn.Module, num_classes: int, channels_last: b
     return step
 
 
-def _train_variant(channels_last: bool) -> str:
-    return "train+channels_last" if channels_last else "train"
+def torch_train_steps(
+    case: Case, model: nn.Module, num_classes: int, layouts: Sequence[bool] = (True,)
+) -> list[Result]:
+    """images/s of forward + cross-entropy + backward + SGD step on random data, one row per
+    memory layout (True = channels_last, variant ``train+channels_last``; False = ``train``).
 
-
-def torch_train_step(
-    case: Case, model: nn.Module, num_classes: int, channels_last: bool = True
-) -> Result:
-    """images/s of forward + cross-entropy + backward + SGD step on random data."""
-    step = _train_step(case, model, num_classes, channels_last)
-    with PeakMemory(case.device) as mem:
-        times = time_calls(step, case.device, 1, case.repeats)
-    model.eval()
-    return make_result(case, "train", "pytorch", _train_variant(channels_last), times, mem)
-
-
-def torch_train_layouts(case: Case, model: nn.Module, num_classes: int) -> list[Result]:
-    """The training step in channels_last AND in the default layout, timed in alternation
-    (one step each, ``repeats`` times, after a warm-up pair): both see the same machine load,
-    so their ratio is channels_last's gain even on a busy machine. Each row's memory is the
-    largest increase over its own steps."""
-    layouts = (True, False)
-    steps = {cl: _train_step(case, copy.deepcopy(model), num_classes, cl) for cl in layouts}
-    times: dict[bool, list[float]] = {cl: [] for cl in layouts}
-    mems: dict[bool, list[PeakMemory]] = {cl: [] for cl in layouts}
+    With several layouts the steps alternate (one each, ``repeats`` times, after a warm-up
+    round): all see the same machine load, so their ratio is channels_last's gain even on a
+    busy machine. Each row's memory is the largest increase over its own steps."""
+    nets = [model, *(copy.deepcopy(model) for _ in layouts[1:])]
+    steps = [_train_step(case, net, num_classes, cl) for net, cl in zip(nets, layouts, strict=True)]
+    times: list[list[float]] = [[] for _ in layouts]
+    mems: list[list[PeakMemory]] = [[] for _ in layouts]
     for i in range(case.repeats + 1):
-        for cl in layouts:
+        for k, step in enumerate(steps):
             with PeakMemory(case.device) as mem:
-                t = time_calls(steps[cl], case.device, 0, 1)
+                t = time_calls(step, case.device, 0, 1)
             if i:
-                times[cl] += t
-                mems[cl].append(mem)
+                times[k] += t
+                mems[k].append(mem)
+    model.eval()
     return [
         make_result(
             case,
             "train",
             "pytorch",
-            _train_variant(cl),
-            times[cl],
-            max(mems[cl], key=lambda m: m.mib or 0.0),
+            "train+channels_last" if cl else "train",
+            times[k],
+            max(mems[k], key=lambda m: m.mib or 0.0),
         )
-        for cl in layouts
+        for k, cl in enumerate(layouts)
     ]
