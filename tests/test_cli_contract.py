@@ -97,7 +97,7 @@ def test_user_error_is_one_line_and_exit_2(command, case, inputs, tmp_path, monk
         "no_val_split": {
             "eval": "val",
             "predict": "input",
-            "export": "calibration",
+            "export": "(config key calibration.data_root)",
             "train": "val",
         },
         "bad_option": {

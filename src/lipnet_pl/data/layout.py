@@ -122,16 +122,19 @@ def find_split(root: str | Path, split: str) -> SplitFiles | None:
     return find_layout(root).get(split)
 
 
-def find_layout(root: str | Path, use_id_files: bool = True) -> dict[str, SplitFiles]:
+def find_layout(
+    root: str | Path, use_id_files: bool = True, key: str = "data.root"
+) -> dict[str, SplitFiles]:
     """Locate every split present under ``root``.
 
-    Raises FileNotFoundError (naming ``data.root`` and the README) when root is missing or holds
-    no LIP image folder, and ValueError when a labelled split has images but no label folder.
+    Raises FileNotFoundError (naming the config ``key`` that gave root, and the README) when
+    root is missing or holds no LIP image folder, and ValueError when a labelled split has
+    images but no label folder.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(
-            f"LIP root {root} (config key data.root) does not exist: point data.root at your LIP "
+            f"LIP root {root} (config key {key}) does not exist: point {key} at your LIP "
             f"copy; {README_HINT}"
         )
     dirs, files = _index(root)
@@ -154,7 +157,7 @@ def find_layout(root: str | Path, use_id_files: bool = True) -> dict[str, SplitF
         out[split] = SplitFiles(split, image_dir, label_dir, tuple(ids), image_files, label_files)
     if not out or not any(out[s].ids for s in out):
         raise FileNotFoundError(
-            f"LIP root {root} (config key data.root) holds no LIP images (looked {MAX_DEPTH} levels "
+            f"LIP root {root} (config key {key}) holds no LIP images (looked {MAX_DEPTH} levels "
             f"deep for train_images/, val_images/, testing_images/); {README_HINT}"
         )
     return out

@@ -128,9 +128,9 @@ def check_calibration_root(root) -> None:
             "quantize=int8 needs calibration.data_root=<LIP-format root> (train images)"
         )
     try:
-        layout = find_layout(root)
+        layout = find_layout(root, key="calibration.data_root")
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise UserError(f"calibration.data_root={root}: {err}") from None
+        raise UserError(str(err)) from None
     if "train" not in layout or not layout["train"].ids:
         raise UserError(f"calibration.data_root={root} has no train split (train_images/)")
 
