@@ -25,7 +25,15 @@ def synthetic_lip_root(tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("synthetic_lip") / "LIP"
     return generate(
-        root, seed=0, layout="official", train=8, val=4, test=2, min_size=64, max_size=128
+        root,
+        seed=0,
+        layout="official",
+        style="simple",
+        train=8,
+        val=4,
+        test=2,
+        min_size=64,
+        max_size=128,
     )
 
 
@@ -34,7 +42,7 @@ def lip_root(tmp_path_factory) -> Path:
     """A smaller synthetic LIP for training runs: 8 train / 5 val (odd: DDP pads) / 2 test,
     48..96 px images. Read-only."""
     root = tmp_path_factory.mktemp("lip") / "LIP"
-    return generate(root, seed=3, train=8, val=5, test=2, min_size=48, max_size=96)
+    return generate(root, seed=3, style="simple", train=8, val=5, test=2, min_size=48, max_size=96)
 
 
 def tiny_train_overrides(root: Path, out: Path | None = None, *extra: str) -> list[str]:

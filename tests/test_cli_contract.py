@@ -24,7 +24,7 @@ def inputs(tmp_path_factory, lip_root, trained_ckpt):
     (root / "notes.ckpt").write_text("hello, I am a text file\n")
     Image.fromarray(np.zeros((24, 24, 3), np.uint8)).save(root / "person.png")
     train_only = root / "train_only"
-    generate(train_only, seed=1, train=2, val=1, test=0, min_size=48, max_size=64)
+    generate(train_only, seed=1, style="simple", train=2, val=1, test=0, min_size=48, max_size=64)
     shutil.rmtree(train_only / "TrainVal_images" / "val_images")
     (root / "empty").mkdir()
     return {"dir": root, "lip": lip_root, "ckpt": trained_ckpt, "train_only": train_only}

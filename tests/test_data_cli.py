@@ -83,7 +83,15 @@ def _zip_tree(zf: zipfile.ZipFile, src, arc_prefix):
 
 def test_prepare_official_zips_with_nested_annotation_zip(tmp_path, capsys):
     flat = generate(
-        tmp_path / "src", train=3, val=2, test=1, seed=2, layout="flat", min_size=40, max_size=64
+        tmp_path / "src",
+        train=3,
+        val=2,
+        test=1,
+        seed=2,
+        layout="flat",
+        style="simple",
+        min_size=40,
+        max_size=64,
     )
     zips = tmp_path / "zips"
     zips.mkdir()

@@ -13,7 +13,15 @@ from PIL import Image
 from lipnet_pl.data import DataFileError, LIPDataset, decode_image, decode_label, find_layout
 from lipnet_pl.data.synthetic import generate
 
-SMALL = {"train": 3, "val": 2, "test": 1, "seed": 3, "min_size": 40, "max_size": 72}
+SMALL = {
+    "style": "simple",
+    "train": 3,
+    "val": 2,
+    "test": 1,
+    "seed": 3,
+    "min_size": 40,
+    "max_size": 72,
+}
 
 
 def _samples(root):

@@ -122,7 +122,7 @@ def test_hydra_synthetic_config_generates_data_in_prepare_data(tmp_path):
 
 
 def test_generator_is_deterministic_and_seed_dependent(tmp_path):
-    kw = {"train": 3, "val": 1, "test": 1, "min_size": 48, "max_size": 96}
+    kw = {"style": "simple", "train": 3, "val": 1, "test": 1, "min_size": 48, "max_size": 96}
     a, b = generate(tmp_path / "a", seed=5, **kw), generate(tmp_path / "b", seed=5, **kw)
     files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert (
@@ -166,7 +166,9 @@ def test_prepare_data_regenerates_stale_synthetic_sets_but_never_foreign_data(tm
     assert len(find_layout(tmp_path / "syn")["train"].ids) == 2
     _dm(tmp_path / "syn", synthetic={**small, "train": 3}).prepare_data()
     assert len(find_layout(tmp_path / "syn")["train"].ids) == 3
-    foreign = generate(tmp_path / "mine", train=1, val=1, test=0, min_size=32, max_size=48)
+    foreign = generate(
+        tmp_path / "mine", style="simple", train=1, val=1, test=0, min_size=32, max_size=48
+    )
     (foreign / "synthetic.json").unlink()
     _dm(foreign, synthetic=small).prepare_data()
     assert len(find_layout(foreign)["train"].ids) == 1

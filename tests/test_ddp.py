@@ -13,7 +13,7 @@ import pytest
 from lipnet_pl.config import compose
 from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
-from lipnet_pl.evaluation.run import evaluate
+from lipnet_pl.evaluation.evaluate import evaluate
 from tiny import TINY_NET
 
 

@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from lipnet_pl.config import compose
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.tta import predict_logits
 from lipnet_pl.data import EvalTransform, LIPDataset
 from lipnet_pl.data.layout import find_layout
+from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.evaluation.reports import iou_markdown_table, plot_confusion_matrix
-from lipnet_pl.evaluation.run import evaluate
-from lipnet_pl.evaluation.tta import predict_logits
-from lipnet_pl.inference.loader import load_model
-from lipnet_pl.inference.run import run_predict
+from lipnet_pl.inference.predict import run_predict
 
 
 def eval_cfg(root, ckpt, out, *extra):

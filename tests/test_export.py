@@ -8,11 +8,11 @@ import onnx
 import pytest
 import torch
 
-import lipnet_pl.inference.export as export_mod
+import lipnet_pl.core.onnx_export as export_mod
 from lipnet_pl.config import compose
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.onnx_export import check_parity, export, export_onnx, export_torchscript
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.export import check_parity, export, export_onnx, export_torchscript
-from lipnet_pl.inference.loader import load_model
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 
 
@@ -51,7 +51,7 @@ def test_torchscript_round_trip_matches_pytorch(net, tmp_path):
 def test_export_command_checks_at_the_model_input_size_and_embeds_the_spec(
     random_ckpt, tmp_path, capsys
 ):
-    from lipnet_pl.inference.onnx_runtime import read_spec
+    from lipnet_pl.core.onnx_runtime import read_spec
 
     out = tmp_path / "model.onnx"
     path, diffs = export(export_cfg(tmp_path, ckpt_path=random_ckpt, output=out))
@@ -99,8 +99,8 @@ def test_pretrained_folder_from_a_checkpoint_loads_like_the_checkpoint(random_ck
 def test_export_command_quantize_int8_calibrates_at_the_model_input_and_keeps_the_spec(
     random_ckpt, lip_root, tmp_path, monkeypatch
 ):
-    import lipnet_pl.inference.quantize as quantize_mod
-    from lipnet_pl.inference.onnx_runtime import read_spec
+    import lipnet_pl.core.quantize as quantize_mod
+    from lipnet_pl.core.onnx_runtime import read_spec
 
     seen = []
     real = quantize_mod.quantize_onnx_int8

@@ -11,7 +11,7 @@ import pytest
 FIRST_IMPORTS = [  # every layer, plus the commands that enter them through the command layer
     "lipnet_pl.data",
     "lipnet_pl.models",
-    "lipnet_pl.inference.loader",
+    "lipnet_pl.core.loader",
     "lipnet_pl.evaluation",
     "lipnet_pl.benchmark.suite",
     "lipnet_pl.train",

@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lipnet_pl.evaluation.metrics import (
+from lipnet_pl.core.metrics import (
     LIPSegmentationMetrics,
     paper_image_miou,
     scores_from_confusion,
 )
-from lipnet_pl.training.distributed import padded_sample_mask
+from lipnet_pl.engine.distributed import padded_sample_mask
 
 C = 20
 
@@ -155,7 +155,7 @@ def test_padded_sample_mask_keeps_all_without_distributed_sampler():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_labels_are_the_argmax_first_on_ties_at_the_requested_size(channels_last):
-    from lipnet_pl.evaluation.labels import class_argmax, labels_at
+    from lipnet_pl.core.labels import class_argmax, labels_at
 
     torch.manual_seed(0)
     logits = torch.randn(1, 20, 31, 17)

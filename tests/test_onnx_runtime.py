@@ -12,8 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from lipnet_pl.data.classes import ClassInfo
-from lipnet_pl.inference.onnx_runtime import (
+from lipnet_pl.core.onnx_runtime import (
     CLASS_NAMES_KEY,
     SPEC_KEY,
     OnnxRuntimeNet,
@@ -21,9 +20,10 @@ from lipnet_pl.inference.onnx_runtime import (
     read_spec,
     write_spec,
 )
+from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm
-from lipnet_pl.models.spec import ModelSpec
 from tiny import TINY_LIPNET_KWARGS
 
 pytestmark = [

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from lipnet_pl.config import compose
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.predictor import Predictor
+from lipnet_pl.core.viz import colorize
 from lipnet_pl.data.dataset import decode_image
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.loader import load_model
-from lipnet_pl.inference.predictor import Predictor
-from lipnet_pl.inference.run import run_predict
-from lipnet_pl.viz import colorize
+from lipnet_pl.inference.predict import run_predict
 
 
 def predict_cfg(tmp_path: Path, **overrides):

@@ -12,16 +12,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lipnet_pl.data.classes import ClassInfo
-from lipnet_pl.inference.pretrained import (
+from lipnet_pl.core.pretrained import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     PretrainedParser,
     load_pretrained,
     save_pretrained,
 )
+from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.models import build_model
-from lipnet_pl.models.spec import ModelSpec
 from tiny import TINY_LIPNET_KWARGS
 
 
@@ -34,7 +34,7 @@ def no_downloads(monkeypatch):
 
     import huggingface_hub.hub_mixin
 
-    import lipnet_pl.inference.pretrained as pretrained
+    import lipnet_pl.core.pretrained as pretrained
 
     monkeypatch.setattr(huggingface_hub.hub_mixin, "hf_hub_download", refuse)
     monkeypatch.setattr(pretrained, "hf_hub_download", refuse)
@@ -178,7 +178,7 @@ def test_loading_works_with_hf_hub_offline(saved, tmp_path):
         "import sys, torch\n"
         "from huggingface_hub import constants\n"
         "assert constants.HF_HUB_OFFLINE\n"
-        "from lipnet_pl.inference.pretrained import load_pretrained\n"
+        "from lipnet_pl.core.pretrained import load_pretrained\n"
         "net, spec = load_pretrained(sys.argv[1])\n"
         "x = torch.load(sys.argv[2], weights_only=True)\n"
         "with torch.no_grad():\n"

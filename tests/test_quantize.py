@@ -12,18 +12,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
-from lipnet_pl.data.synthetic import generate
-from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet, read_spec, write_spec
-from lipnet_pl.inference.quantize import (
+from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, read_spec, write_spec
+from lipnet_pl.core.quantize import (
     CALIBRATION_METHODS,
     QUANT_KEY,
     calibration_batches,
     quantize_onnx_int8,
 )
+from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
+from lipnet_pl.data.synthetic import generate
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm
-from lipnet_pl.models.spec import ModelSpec
 from tiny import TINY_LIPNET_KWARGS
 
 pytestmark = [
@@ -36,7 +36,7 @@ SIZE = (64, 64)
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lip")
-    generate(root, train=12, val=4, test=1, seed=3, min_size=48, max_size=96)
+    generate(root, style="simple", train=12, val=4, test=1, seed=3, min_size=48, max_size=96)
     return root
 
 

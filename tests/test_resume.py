@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import lipnet_pl.training.checkpoint_io as checkpoint_io
+import lipnet_pl.engine.checkpoint_io as checkpoint_io
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
+from lipnet_pl.engine.losses import SegmentationLoss
 from lipnet_pl.errors import NonFiniteLossError, UserError
-from lipnet_pl.inference.loader import load_model
-from lipnet_pl.training.checkpoint_io import AtomicCheckpointIO
-from lipnet_pl.training.losses import SegmentationLoss
 from lipnet_pl.training.run import train
 from tiny import TINY_NET
 
@@ -172,7 +172,7 @@ def test_guard_stops_within_n_steps_and_keeps_the_last_good_checkpoint(
 def test_guard_check_raises_on_non_finite_gradients_without_a_scaler():
     from types import SimpleNamespace
 
-    from lipnet_pl.training.guard import NonFiniteGuard
+    from lipnet_pl.engine.guard import NonFiniteGuard
 
     guard = NonFiniteGuard(check_every_n_steps=10)
     trainer = SimpleNamespace(precision_plugin=SimpleNamespace(), world_size=1, global_step=7)
@@ -219,7 +219,7 @@ def test_ctrl_c_during_training_exits_130_and_leaves_ctrl_c_working(train_cfg, m
     """Lightning turns Ctrl-C into ``sys.exit(1)`` and ignores SIGINT from then on; train keeps
     it an interruption (exit 130, as every command) and puts the SIGINT handler back."""
     from lipnet_pl.cli import exit_on_errors
-    from lipnet_pl.training.module import SegmentationModule
+    from lipnet_pl.engine.module import SegmentationModule
 
     def pressed_ctrl_c(self, batch, batch_idx):
         raise KeyboardInterrupt

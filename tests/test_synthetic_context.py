@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lipnet_pl.config import compose
 from lipnet_pl.data import LIPDataModule, LIPDataset, find_layout
 from lipnet_pl.data.synthetic import (
     MARKER,
@@ -94,8 +95,8 @@ def test_context_generation_is_deterministic(tmp_path):
 
 def test_style_change_makes_the_set_stale_and_the_datamodule_regenerates_it(tmp_path):
     settings = {"train": 2, "val": 2, "test": 0, **SMALL}
-    root = generate(tmp_path / "syn", seed=0, **settings)
-    assert is_current(root, seed=0, **settings) is True
+    root = generate(tmp_path / "syn", seed=0, style="simple", **settings)
+    assert is_current(root, seed=0, **settings) is False  # the default style is context
     assert is_current(root, seed=0, style="simple", **settings) is True
     assert is_current(root, seed=0, style="context", **settings) is False
     dm = LIPDataModule(str(root), synthetic={"seed": 0, "style": "context", **settings})
@@ -118,8 +119,11 @@ def test_context_layouts_load_through_find_layout_and_lipdataset(tmp_path, layou
     assert seen <= set(range(20)) and LEFT_RIGHT | {0, 2, 13} <= seen
 
 
-def test_simple_stays_the_default_and_bad_values_are_named(tmp_path):
-    assert synthetic_settings()["style"] == "simple"
+def test_the_config_is_the_one_source_of_the_defaults_and_bad_values_are_named(tmp_path):
+    configured = compose("train", ["data=synthetic"]).data.synthetic
+    settings = synthetic_settings()
+    assert {k: settings[k] for k in configured} == dict(configured)
+    assert set(settings) == {"version", *configured}
     _, image, label = make_sample(0, "train", 2, 64, 64)
     _, image2, label2 = make_sample(0, "train", 2, 64, 64, style="simple")
     assert np.array_equal(image, image2) and np.array_equal(label, label2)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from lipnet_pl.config import compose
-from lipnet_pl.inference.loader import load_model
-from lipnet_pl.training.losses import SegmentationLoss
-from lipnet_pl.training.module import SegmentationModule
-from lipnet_pl.training.optim import build_optimizer, lr_factor
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.engine.losses import SegmentationLoss
+from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.optim import build_optimizer, lr_factor
 from lipnet_pl.training.run import train
 from tiny import TINY_NET_CONFIG
 
@@ -190,7 +190,7 @@ def test_loss_is_weighted_sum_of_ce_lovasz_dice():
 def test_progress_bar_reads_metrics_every_n_steps_and_hides_v_num(monkeypatch):
     from lightning.pytorch.callbacks import RichProgressBar
 
-    from lipnet_pl.training.callbacks import ProgressBar
+    from lipnet_pl.engine.callbacks import ProgressBar
 
     reads = []
 
@@ -212,7 +212,7 @@ def test_progress_bar_reads_metrics_every_n_steps_and_hides_v_num(monkeypatch):
 def test_lr_monitor_is_dropped_and_guard_added_without_logger(train_cfg):
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from lipnet_pl.training.guard import NonFiniteGuard
+    from lipnet_pl.engine.guard import NonFiniteGuard
     from lipnet_pl.training.run import _default_callbacks, instantiate_group
 
     cfg = train_cfg("~callbacks.nonfinite_guard")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from lipnet_pl.core.tta import predict_logits
 from lipnet_pl.data.classes import LIP
-from lipnet_pl.evaluation.tta import predict_logits
 
 PERM = list(LIP.flip_permutation)
 

@@ -4,7 +4,7 @@ of a saved model (conf/eval.yaml)."""
 from omegaconf import DictConfig
 
 from lipnet_pl.cli import hydra_command
-from lipnet_pl.evaluation.run import evaluate, report
+from lipnet_pl.evaluation.evaluate import evaluate, report
 
 
 def evaluate_and_report(cfg: DictConfig) -> dict:

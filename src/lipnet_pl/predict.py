@@ -2,7 +2,7 @@
 live streams (conf/predict.yaml)."""
 
 from lipnet_pl.cli import hydra_command
-from lipnet_pl.inference.run import run_predict
+from lipnet_pl.inference.predict import run_predict
 
 main = hydra_command("predict", run_predict)
 

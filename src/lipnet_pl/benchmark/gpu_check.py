@@ -152,8 +152,8 @@ def step_train(s: Settings, step: Step, compiled: bool) -> None:
 
 
 def step_eval_predict(s: Settings, step: Step, ckpt: str) -> None:
-    from lipnet_pl.evaluation.run import evaluate
-    from lipnet_pl.inference.run import run_predict
+    from lipnet_pl.evaluation.evaluate import evaluate
+    from lipnet_pl.inference.predict import run_predict
 
     root = synthetic_root(s)
     trainer = "trainer=gpu" if s.device == "cuda" else "trainer=cpu"
@@ -217,9 +217,9 @@ def step_onnx(s: Settings, step: Step, ckpt: str) -> None:
     import onnxruntime
     import torch
 
-    from lipnet_pl.inference.export import export
-    from lipnet_pl.inference.loader import load_model
-    from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
+    from lipnet_pl.core.loader import load_model
+    from lipnet_pl.core.onnx_export import export
+    from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
 
     out, diffs = export(
         compose(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lipnet_pl.benchmark.timing import PeakMemory, percentile, time_calls
+from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -116,8 +117,6 @@ def torch_inference(case: Case, variant: str, net: nn.Module, cudagraphs: bool =
 
 def ort_inference(case: Case, variant: str, onnx_path: Path) -> Result:
     """ONNX Runtime (CPU provider; CUDA provider on GPU when installed) on a random batch."""
-    from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
-
     net = OnnxRuntimeNet(onnx_path, device=str(case.device))
     x = torch.randn(case.batch, 3, *case.size)
     host = torch.device("cpu")

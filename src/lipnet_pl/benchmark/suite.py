@@ -39,9 +39,11 @@ from lipnet_pl.benchmark.runners import (
 )
 from lipnet_pl.benchmark.timing import interleaved_ratio
 from lipnet_pl.config import compose, config_errors, plain
+from lipnet_pl.core.onnx_export import export_onnx
+from lipnet_pl.core.quantize import quantize_onnx_int8
 from lipnet_pl.errors import UserError
 from lipnet_pl.models import build_model
-from lipnet_pl.models.fastpath import make_fast
+from lipnet_pl.models.fastpath import fold_batchnorm, make_fast
 from lipnet_pl.models.summary import count_gflops, count_parameters
 from lipnet_pl.runtime import resolve_device
 
@@ -112,10 +114,6 @@ def torch_variants(model, label: str, profile: DictConfig, cfg: DictConfig, devi
 
 def onnx_rows(model, label: str, cfg: DictConfig, case: Case, batches, work: Path) -> list:
     """ONNX Runtime fp32 (and int8 for the listed models) at every batch size."""
-    from lipnet_pl.inference.export import export_onnx
-    from lipnet_pl.inference.quantize import quantize_onnx_int8
-    from lipnet_pl.models.fastpath import fold_batchnorm
-
     ort = cfg.onnxruntime
     example = torch.randn(1, 3, *case.size)
     files = {

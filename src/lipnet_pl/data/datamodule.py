@@ -32,24 +32,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lipnet_pl.config import plain
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.data.dataset import LIPDataset
-from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout
+from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_split_message
 from lipnet_pl.data.sampling import EpochSampler
+from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
 
 log = logging.getLogger(__name__)
-
-SYNTHETIC_KEYS = (
-    "train",
-    "val",
-    "test",
-    "seed",
-    "layout",
-    "id_files",
-    "min_size",
-    "max_size",
-    "grey_fraction",
-    "style",
-)
 
 
 def resolve_classes(num_classes: int | None, classes: Mapping | None) -> ClassInfo:
@@ -125,10 +113,10 @@ class LIPDataModule(L.LightningDataModule):
         self.seed = int(seed or 0)
         self._resume: dict[str, int] | None = None
         self.synthetic = dict(plain(synthetic) or {})
-        unknown = sorted(set(self.synthetic) - set(SYNTHETIC_KEYS))
+        unknown = sorted(set(self.synthetic) - set(synthetic_defaults()))
         if unknown:
             raise ValueError(
-                f"unknown key(s) data.synthetic.{unknown}: allowed {list(SYNTHETIC_KEYS)}"
+                f"unknown key(s) data.synthetic.{unknown}: allowed {list(synthetic_defaults())}"
             )
         try:
             self.train_transform = TrainTransform(
@@ -156,8 +144,6 @@ class LIPDataModule(L.LightningDataModule):
         """
         if not self.synthetic:
             return
-        from lipnet_pl.data.synthetic import generate, is_current
-
         if self.root.is_dir() and any(self.root.iterdir()):
             current = is_current(self.root, **self.synthetic)
             if current is None or current:
@@ -204,11 +190,7 @@ class LIPDataModule(L.LightningDataModule):
 
     def _split(self, layout: dict[str, SplitFiles], split: str) -> SplitFiles:
         if split not in layout or not layout[split].ids:
-            folder = {"train": "train_images", "val": "val_images", "test": "testing_images"}[split]
-            raise FileNotFoundError(
-                f"LIP root {self.root} (data.root) has no {split} split: no {folder}/ folder with images "
-                f"found; {README_HINT}"
-            )
+            raise FileNotFoundError(missing_split_message(self.root, "data.root", split))
         return layout[split]
 
     # ----------------------------------------------------------------- loaders

@@ -19,13 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
-IMAGE_DIRS = {
-    "train": ("train_images",),
-    "val": ("val_images",),
-    "test": ("testing_images", "test_images"),
-}
-LABEL_DIRS = {"train": ("train_segmentations",), "val": ("val_segmentations",), "test": ()}
+# The one home of LIP's folder and file names (as the official zips unpack them).
+IMAGE_DIR = {"train": "train_images", "val": "val_images", "test": "testing_images"}
+LABEL_DIR = {"train": "train_segmentations", "val": "val_segmentations"}
 ID_FILES = {"train": "train_id.txt", "val": "val_id.txt", "test": "test_id.txt"}
+# the official zips' top folders (doubly nested copies repeat them once more)
+IMAGE_PARENT = {"train": "TrainVal_images", "val": "TrainVal_images", "test": "Testing_images"}
+LABEL_PARENT = "TrainVal_parsing_annotations"
+# what find_layout accepts: the official names, plus ``test_images`` seen in some copies
+IMAGE_DIRS = {
+    "train": (IMAGE_DIR["train"],),
+    "val": (IMAGE_DIR["val"],),
+    "test": (IMAGE_DIR["test"], "test_images"),
+}
+LABEL_DIRS = {split: ((LABEL_DIR[split],) if split in LABEL_DIR else ()) for split in SPLITS}
+FLAT_DIRS = (*IMAGE_DIR.values(), *LABEL_DIR.values())
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_SUFFIXES = (".png",)
 MAX_DEPTH = 3
@@ -158,6 +166,32 @@ def find_layout(
     if not out or not any(out[s].ids for s in out):
         raise FileNotFoundError(
             f"LIP root {root} (config key {key}) holds no LIP images (looked {MAX_DEPTH} levels "
-            f"deep for train_images/, val_images/, testing_images/); {README_HINT}"
+            f"deep for {', '.join(d + '/' for d in IMAGE_DIR.values())}); {README_HINT}"
         )
     return out
+
+
+def layout_paths(style: str) -> dict[str, str]:
+    """Relative path of every LIP folder and id file (keyed by its name) in one of the layouts
+    above: ``flat``, ``official`` (as the zips unpack) or ``nested`` (top folders doubled)."""
+    if style not in ("flat", "official", "nested"):
+        raise ValueError(f"unknown LIP layout {style!r}: use flat, official or nested")
+    paths = {}
+    for split in SPLITS:
+        for name in (IMAGE_DIR[split], ID_FILES[split]):
+            paths[name] = f"{IMAGE_PARENT[split]}/{name}"
+        if split in LABEL_DIR:
+            paths[LABEL_DIR[split]] = f"{LABEL_PARENT}/{LABEL_DIR[split]}"
+    if style == "flat":
+        return {name: name for name in paths}
+    if style == "nested":
+        return {name: f"{path.split('/')[0]}/{path}" for name, path in paths.items()}
+    return paths
+
+
+def missing_split_message(root: str | Path, key: str, split: str) -> str:
+    """The one text for "this root has no <split> split" (training, evaluation, the datamodule)."""
+    return (
+        f"{key}={root} has no {split} split (no {IMAGE_DIR[split]}/ folder with images): point "
+        f"{key} at a LIP folder that has it; {README_HINT}"
+    )

@@ -11,7 +11,10 @@ import statistics
 import time
 from pathlib import Path
 
+from lipnet_pl.data.classes import LIP
+from lipnet_pl.data.dataset import LIPDataset
 from lipnet_pl.data.layout import find_layout
+from lipnet_pl.data.transforms import TrainTransform
 from lipnet_pl.errors import UserError
 
 
@@ -32,10 +35,6 @@ def bench(
     """Median train-pipeline throughput per worker (decode + augmentation + normalisation)."""
     import torch
     from torch.utils.data import DataLoader
-
-    from lipnet_pl.data.classes import LIP
-    from lipnet_pl.data.dataset import LIPDataset
-    from lipnet_pl.data.transforms import TrainTransform
 
     if workers < 0 or samples < 1 or runs < 1:
         raise UserError(

@@ -19,19 +19,12 @@ from rich.progress import Progress
 from rich.text import Text
 
 from lipnet_pl.data.dataset import DataFileError
-from lipnet_pl.data.layout import ID_FILES, find_layout
+from lipnet_pl.data.layout import FLAT_DIRS, ID_FILES, find_layout
 from lipnet_pl.data.synthetic import make_staging_dir
 from lipnet_pl.errors import UserError
 
 console = Console(highlight=False)
 ZIP_NAMES = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip", "Testing_images.zip")
-FLAT_DIRS = (
-    "train_images",
-    "val_images",
-    "testing_images",
-    "train_segmentations",
-    "val_segmentations",
-)
 
 
 def _say(level: str, message: str) -> None:

@@ -32,40 +32,22 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 from PIL import Image
 
+from lipnet_pl.config import config_dir
 from lipnet_pl.data import synthetic_draw as draw
 from lipnet_pl.data import synthetic_people
+from lipnet_pl.data.layout import ID_FILES, IMAGE_DIR, LABEL_DIR, SPLITS, layout_paths
 from lipnet_pl.data.synthetic_draw import uniform as _u
 
 LAYOUTS: dict[str, dict[str, str]] = {
-    "flat": {
-        "train_images": "train_images",
-        "val_images": "val_images",
-        "train_segmentations": "train_segmentations",
-        "val_segmentations": "val_segmentations",
-        "testing_images": "testing_images",
-        "train_id.txt": "train_id.txt",
-        "val_id.txt": "val_id.txt",
-        "test_id.txt": "test_id.txt",
-    },
-    "official": {
-        "train_images": "TrainVal_images/train_images",
-        "val_images": "TrainVal_images/val_images",
-        "train_id.txt": "TrainVal_images/train_id.txt",
-        "val_id.txt": "TrainVal_images/val_id.txt",
-        "train_segmentations": "TrainVal_parsing_annotations/train_segmentations",
-        "val_segmentations": "TrainVal_parsing_annotations/val_segmentations",
-        "testing_images": "Testing_images/testing_images",
-        "test_id.txt": "Testing_images/test_id.txt",
-    },
-}
-LAYOUTS["nested"] = {
-    key: (f"{path.split('/')[0]}/{path}" if "/" in path else path)
-    for key, path in LAYOUTS["official"].items()
+    style: layout_paths(style) for style in ("flat", "official", "nested")
 }
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -291,19 +273,7 @@ def _encode_png(label: np.ndarray) -> bytes:
 
 
 def generate(
-    out: str | Path,
-    train: int = 8,
-    val: int = 4,
-    test: int = 2,
-    seed: int = 0,
-    layout: str = "official",
-    id_files: bool = True,
-    min_size: int = 80,
-    max_size: int = 400,
-    grey_fraction: float = 0.05,
-    style: str = "simple",
-    overwrite: bool = False,
-    progress: bool = False,
+    out: str | Path, *, overwrite: bool = False, progress: bool = False, **settings: Any
 ) -> Path:
     """Write a synthetic LIP-format dataset to ``out`` in ``layout``; returns ``out``.
 
@@ -313,23 +283,17 @@ def generate(
     Written into a temporary sibling folder and renamed, so ``out`` is never left half-written.
     An existing non-empty ``out`` raises FileExistsError unless ``overwrite=True``.
     """
-    counts = _checked_counts(layout, style, train, val, test, min_size, max_size)
-    settings = synthetic_settings(
-        train=counts["train"],
-        val=counts["val"],
-        test=counts["test"],
-        seed=int(seed),
-        layout=layout,
-        id_files=bool(id_files),
-        min_size=int(min_size),
-        max_size=int(max_size),
-        grey_fraction=float(grey_fraction),
-        style=style,
-    )
+    settings = synthetic_settings(**settings)
+    layout, style, seed = settings["layout"], settings["style"], int(settings["seed"])
+    min_size, max_size = int(settings["min_size"]), int(settings["max_size"])
+    counts = _checked_counts(layout, style, *(settings[s] for s in SPLITS), min_size, max_size)
+    settings.update(counts, seed=seed, min_size=min_size, max_size=max_size)
+    settings["grey_fraction"] = grey_fraction = float(settings["grey_fraction"])
+    settings["id_files"] = id_files = bool(settings["id_files"])
     out = _output_root(out, overwrite)
     paths = LAYOUTS[layout]
     tmp = make_staging_dir(out)
-    writer = _SampleWriter(tmp, paths, seed, int(min_size), int(max_size), style, grey_fraction)
+    writer = _SampleWriter(tmp, paths, seed, min_size, max_size, style, grey_fraction)
     try:
         records = writer.write_splits(counts, progress, f"synthetic LIP -> {out}")
         if id_files:
@@ -378,7 +342,7 @@ def _output_root(out: str | Path, overwrite: bool) -> Path:
 
 def _images_key(split: str) -> str:
     """LAYOUTS key of a split's image folder (LIP calls the test one ``testing_images``)."""
-    return "testing_images" if split == "test" else f"{split}_images"
+    return IMAGE_DIR[split]
 
 
 @dataclass(frozen=True)
@@ -400,7 +364,7 @@ class _SampleWriter:
             if counts[split]:
                 (self.tmp / self.paths[_images_key(split)]).mkdir(parents=True)
                 if split != "test":
-                    (self.tmp / self.paths[f"{split}_segmentations"]).mkdir(parents=True)
+                    (self.tmp / self.paths[LABEL_DIR[split]]).mkdir(parents=True)
         records: dict[str, list[dict]] = {s: [] for s in counts}
         tasks = [(split, i) for split, n in counts.items() for i in range(n)]
         for split, i in _progress(tasks, progress, description):
@@ -418,7 +382,7 @@ class _SampleWriter:
         (self.tmp / self.paths[_images_key(split)] / f"{sample_id}.jpg").write_bytes(jpeg)
         if split != "test":
             png = _encode_png(label)
-            (self.tmp / self.paths[f"{split}_segmentations"] / f"{sample_id}.png").write_bytes(png)
+            (self.tmp / self.paths[LABEL_DIR[split]] / f"{sample_id}.png").write_bytes(png)
         return {**meta, "grey": grey}
 
     def write_id_files(self, records: dict[str, list[dict]]) -> None:
@@ -426,26 +390,26 @@ class _SampleWriter:
         for split, split_records in records.items():
             if split_records:
                 ids = [record["id"] for record in split_records]
-                (self.tmp / self.paths[f"{split}_id.txt"]).write_text("\n".join(ids) + "\n")
+                (self.tmp / self.paths[ID_FILES[split]]).write_text("\n".join(ids) + "\n")
+
+
+@cache
+def synthetic_defaults() -> dict[str, Any]:
+    """The synthetic set's settings as ``conf/data/synthetic.yaml`` (``data.synthetic``) gives
+    them: the one source of the defaults of :func:`generate`, its CLI and ``data=synthetic``."""
+    cfg = OmegaConf.load(Path(config_dir()) / "data" / "synthetic.yaml")
+    return dict(OmegaConf.to_container(cfg.synthetic, resolve=True))
 
 
 def synthetic_settings(**kwargs) -> dict:
-    """The generator settings recorded in ``<root>/synthetic.json`` (to detect stale sets)."""
-    settings = {
-        "version": GENERATOR_VERSION,
-        "train": 8,
-        "val": 4,
-        "test": 2,
-        "seed": 0,
-        "layout": "official",
-        "id_files": True,
-        "min_size": 80,
-        "max_size": 400,
-        "grey_fraction": 0.05,
-        "style": "simple",
-    }
-    settings.update(kwargs)
-    return settings
+    """The generator settings recorded in ``<root>/synthetic.json`` (to detect stale sets):
+    :func:`synthetic_defaults` with ``kwargs`` on top; an unknown key is a ValueError."""
+    unknown = sorted(set(kwargs) - set(synthetic_defaults()))
+    if unknown:
+        raise ValueError(
+            f"unknown synthetic setting(s) {unknown}: allowed {sorted(synthetic_defaults())}"
+        )
+    return {"version": GENERATOR_VERSION, **synthetic_defaults(), **kwargs}
 
 
 def is_current(root: str | Path, **kwargs) -> bool | None:
@@ -494,22 +458,30 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m lipnet_pl.data.synthetic", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--out", required=True, help="output root (must not exist or be empty)")
-    parser.add_argument("--train", type=int, default=200)
-    parser.add_argument("--val", type=int, default=50)
-    parser.add_argument("--test", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    defaults = synthetic_defaults()
+    parser.add_argument("--train", type=int, default=defaults["train"])
+    parser.add_argument("--val", type=int, default=defaults["val"])
+    parser.add_argument("--test", type=int, default=defaults["test"])
+    parser.add_argument("--seed", type=int, default=defaults["seed"])
     parser.add_argument(
         "--style",
         choices=STYLES,
-        default="simple",
+        default=defaults["style"],
         help="simple: persons face the camera; context: front and back views (module docstring)",
     )
-    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="official")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default=defaults["layout"])
     parser.add_argument("--no-id-files", action="store_true", help="omit train/val/test_id.txt")
-    parser.add_argument("--min-size", type=int, default=80, help="smallest image side in pixels")
-    parser.add_argument("--max-size", type=int, default=400, help="largest image side in pixels")
     parser.add_argument(
-        "--grey-fraction", type=float, default=0.05, help="share of greyscale JPEGs"
+        "--min-size", type=int, default=defaults["min_size"], help="smallest image side in pixels"
+    )
+    parser.add_argument(
+        "--max-size", type=int, default=defaults["max_size"], help="largest image side in pixels"
+    )
+    parser.add_argument(
+        "--grey-fraction",
+        type=float,
+        default=defaults["grey_fraction"],
+        help="share of greyscale JPEGs",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)

@@ -1,7 +1,3 @@
-"""Evaluation: standard LIP metrics (one confusion matrix at original label size), the paper's
-per-image metric (labelled as not comparable), TTA, reports, and ``evaluate(cfg)`` (:mod:`.run`)."""
-
-from lipnet_pl.evaluation.metrics import LIPSegmentationMetrics, scores_from_confusion
-from lipnet_pl.evaluation.tta import predict_logits, tta_config
-
-__all__ = ["LIPSegmentationMetrics", "predict_logits", "scores_from_confusion", "tta_config"]
+"""Evaluation: ``evaluate(cfg)`` (:mod:`.evaluate`: a checkpoint, ONNX file or pretrained folder
+on a split under the standard LIP protocol), the reports and figures (:mod:`.reports`) and the
+prediction writer (:mod:`.writer`). The metric and TTA themselves live in :mod:`lipnet_pl.core`."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
-from lipnet_pl.evaluation.labels import labels_at, to_uint8
+from lipnet_pl.core.labels import labels_at, to_uint8
 
 
 class PredictionWriter(Callback):

@@ -1,7 +1,8 @@
-"""Inference: the one model loader (.ckpt / .onnx / save_pretrained folder), the predictor,
-video pipelines, export, ONNX Runtime and int8 backends, and ``run_predict(cfg)`` (:mod:`.run`)."""
+"""Inference on the user's media: ``run_predict(cfg)`` (:mod:`.predict`) over images, folders,
+videos and live streams (:mod:`.files`, :mod:`.video`). The loader, predictor, backends and export
+it runs on live in :mod:`lipnet_pl.core` (re-exported here for convenience)."""
 
-from lipnet_pl.inference.loader import LoadedModel, load_model
-from lipnet_pl.inference.predictor import Predictor
+from lipnet_pl.core.loader import LoadedModel, load_model
+from lipnet_pl.core.predictor import Predictor
 
 __all__ = ["LoadedModel", "Predictor", "load_model"]

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lipnet_pl.core.viz import colorize, legend, overlay
 from lipnet_pl.data.classes import ClassInfo
-from lipnet_pl.viz import colorize, legend, overlay
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".ts", ".m4v")

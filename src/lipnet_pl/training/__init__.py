@@ -1,6 +1,6 @@
-"""Training: the LightningModule, its optimiser/schedule builders, losses, callbacks, divergence
-guard, atomic checkpoint IO, and ``train(cfg)`` (:mod:`.run`)."""
+"""Training: ``train(cfg)`` (:mod:`.run`) and the multirun summary (:mod:`.sweep`). The
+LightningModule, callbacks and builders it runs are the engine's (:mod:`lipnet_pl.engine`)."""
 
-from lipnet_pl.training.module import SegmentationModule
+from lipnet_pl.engine.module import SegmentationModule
 
 __all__ = ["SegmentationModule"]

@@ -18,7 +18,14 @@ import hydra
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_errors, plain
+from lipnet_pl.core.loader import HINT, read_checkpoint
+from lipnet_pl.data.layout import find_layout, missing_split_message
+from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
+from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
+from lipnet_pl.engine.guard import NonFiniteGuard
+from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
+from lipnet_pl.models.summary import count_gflops, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +65,9 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-SPLIT_FOLDERS = {"train": "train_images", "val": "val_images", "test": "testing_images"}
-
-
 def build_datamodule(cfg: DictConfig, splits=("train", "val"), **overrides: Any):
     """``cfg.data`` (``_target_``) with ``overrides``; the ``splits`` it needs are checked
     before any Trainer (or GPU) starts."""
-    from lipnet_pl.data.layout import find_layout
-
     data_cfg = plain(cfg.data)
     data_cfg.update(overrides)
     with config_errors("data"):
@@ -77,16 +79,11 @@ def build_datamodule(cfg: DictConfig, splits=("train", "val"), **overrides: Any)
         raise UserError(f"{err} {DATA_HINT}") from None
     for split in splits:
         if split not in layout or not layout[split].ids:
-            raise UserError(
-                f"data.root={dm.root} has no {split} split (no {SPLIT_FOLDERS[split]}/ folder "
-                f"with images): point data.root at a LIP folder that has it; see data/README.md"
-            )
+            raise UserError(missing_split_message(dm.root, "data.root", split))
     return dm
 
 
 def build_module(cfg: DictConfig, dm):
-    from lipnet_pl.training.module import SegmentationModule
-
     with config_errors("model.net"):
         return SegmentationModule(
             net=plain(cfg.model.net),
@@ -112,8 +109,6 @@ def instantiate_group(group: DictConfig | None, key: str) -> list[Any]:
 def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
     """``cfg.trainer`` with atomic checkpoint writes; our one-line model summary replaces
     Lightning's table (which prints ``Total FLOPs: 0``)."""
-    from lipnet_pl.training.checkpoint_io import AtomicCheckpointIO
-
     trainer_cfg = plain(cfg.trainer)
     trainer_cfg.setdefault("enable_model_summary", False)
     plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
@@ -167,8 +162,6 @@ def resolve_resume(cfg: DictConfig) -> str | None:
 
 def check_resumable(path: Path) -> None:
     """A training checkpoint of this project (read once here, so a bad file is one line)."""
-    from lipnet_pl.inference.loader import HINT, read_checkpoint
-
     ckpt = read_checkpoint(path)
     if (
         "state_dict" not in ckpt
@@ -194,9 +187,6 @@ def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
 def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, Any]:
     """Per-job facts for the sweep table: dilations, size, cost, best mIoU, speed."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from lipnet_pl.models.summary import count_gflops, count_parameters
-    from lipnet_pl.training.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
 
     best_cb = next(
         (c for c in trainer.checkpoint_callbacks if not isinstance(c, StepCheckpoint)), None
@@ -236,8 +226,6 @@ def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
     """The divergence guard is always on; the LR monitor needs a logger."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from lipnet_pl.training.guard import NonFiniteGuard
-
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     if not any(isinstance(cb, NonFiniteGuard) for cb in callbacks):
@@ -246,8 +234,6 @@ def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
 
 
 def _describe(module, dm) -> None:
-    from lipnet_pl.models.summary import count_parameters
-
     net = module.hparams["net"]
     log.info(
         "model %s: %.3f M parameters | input %s | %d classes | data %s",

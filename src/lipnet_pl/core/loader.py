@@ -22,9 +22,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, read_spec
+from lipnet_pl.core.pretrained import load_pretrained
+from lipnet_pl.core.spec import ModelSpec
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.errors import CheckpointError
-from lipnet_pl.models.spec import ModelSpec
+from lipnet_pl.models import build_model
 
 FORMATS = ("ckpt", "onnx", "pretrained")
 HUB_PREFIX = "hf://"
@@ -114,8 +117,6 @@ def read_checkpoint(path: Path, key: str = "ckpt_path") -> dict:
 
 
 def _load_ckpt(path: Path, key: str) -> LoadedModel:
-    from lipnet_pl.models import build_model
-
     ckpt = read_checkpoint(path, key)
     hp = ckpt.get("hyper_parameters") or {}
     if "net" not in hp or "state_dict" not in ckpt:
@@ -144,8 +145,6 @@ def _load_ckpt(path: Path, key: str) -> LoadedModel:
 
 
 def _load_onnx(path: Path, device: str | torch.device, key: str) -> LoadedModel:
-    from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet, read_spec
-
     try:
         spec = read_spec(path)
         net = OnnxRuntimeNet(path, device=str(device))
@@ -157,8 +156,6 @@ def _load_onnx(path: Path, device: str | torch.device, key: str) -> LoadedModel:
 def _load_pretrained(path: Path | str, key: str, device: str | torch.device) -> LoadedModel:
     """A save_pretrained folder, or a Hugging Face Hub id (downloaded only when asked for by
     name; ``HF_HUB_OFFLINE=1`` keeps it to the local cache)."""
-    from lipnet_pl.inference.pretrained import load_pretrained
-
     try:
         net, spec = load_pretrained(path)
     except (ValueError, OSError) as err:
@@ -168,6 +165,4 @@ def _load_pretrained(path: Path | str, key: str, device: str | torch.device) -> 
 
 def random_model(spec: ModelSpec) -> LoadedModel:
     """An UNTRAINED network for ``spec`` (smoke tests and timing only)."""
-    from lipnet_pl.models import build_model
-
     return LoadedModel(build_model(**spec.net).eval(), spec, "random weights", "random")

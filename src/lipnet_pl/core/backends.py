@@ -12,18 +12,17 @@ from pathlib import Path
 
 import torch
 
+from lipnet_pl.core.loader import LoadedModel
+from lipnet_pl.core.onnx_export import export_onnx
+from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, write_spec
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.loader import LoadedModel
+from lipnet_pl.models.fastpath import fold_batchnorm
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def to_onnx(loaded: LoadedModel, path: Path) -> Path:
     """Export a PyTorch model for ONNX Runtime (folded BN, dynamic axes, spec in metadata)."""
-    from lipnet_pl.inference.export import export_onnx
-    from lipnet_pl.inference.onnx_runtime import write_spec
-    from lipnet_pl.models.fastpath import fold_batchnorm
-
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.randn(1, 3, *loaded.spec.input_size)
     export_onnx(fold_batchnorm(loaded.net.cpu()), example, path, dynamic=True, opset=18)
@@ -43,8 +42,6 @@ def select_backend(
             f"backend=torch cannot run the ONNX file {loaded.source}: pass the training .ckpt or a "
             "save_pretrained folder, or use backend=onnxruntime"
         )
-    from lipnet_pl.inference.onnx_runtime import OnnxRuntimeNet
-
     path = to_onnx(loaded, Path(work_dir) / "model.onnx")
     net = OnnxRuntimeNet(path, device=str(device))
     return LoadedModel(net, loaded.spec, str(path), "onnx")

@@ -18,8 +18,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_errors, plain
+from lipnet_pl.core.backends import select_backend
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.predictor import inference_network
+from lipnet_pl.core.tta import tta_config
+from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
+from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
-from lipnet_pl.evaluation.tta import tta_config
+from lipnet_pl.evaluation.writer import PredictionWriter
+from lipnet_pl.training.run import build_datamodule, build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +53,6 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
     from lipnet_pl.evaluation.reports import write_reports
-    from lipnet_pl.evaluation.writer import PredictionWriter
-    from lipnet_pl.inference.backends import select_backend
-    from lipnet_pl.inference.loader import load_model
-    from lipnet_pl.inference.predictor import inference_network
-    from lipnet_pl.training.callbacks import ProgressBar, ValidationPanels
-    from lipnet_pl.training.module import SegmentationModule
-    from lipnet_pl.training.run import build_datamodule, build_trainer
 
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))

@@ -14,19 +14,19 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lipnet_pl.config import compose
+from lipnet_pl.data.layout import find_layout
+from lipnet_pl.evaluation.evaluate import evaluate
+from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.training.run import train
 
 
 def _test_images(data_root: Path, count: int) -> list[str]:
-    from lipnet_pl.data.layout import find_layout
-
     layout = find_layout(data_root)
     split = layout.get("test") or layout["val"]
     return [str(split.image_path(i)) for i in split.ids[:count]]
 
 
 def _evaluate(cfg: DictConfig, ckpt: str, out_dir: Path) -> dict[str, Any]:
-    from lipnet_pl.evaluation.run import evaluate
-
     eval_cfg = compose(
         "eval",
         [
@@ -44,8 +44,6 @@ def _evaluate(cfg: DictConfig, ckpt: str, out_dir: Path) -> dict[str, Any]:
 
 
 def _predict(cfg: DictConfig, ckpt: str, out_dir: Path) -> Path:
-    from lipnet_pl.inference.run import run_predict
-
     images = _test_images(Path(cfg.data.root), int(cfg.demo.predict_images))
     predict_cfg = compose(
         "predict",
@@ -63,8 +61,6 @@ def _predict(cfg: DictConfig, ckpt: str, out_dir: Path) -> Path:
 
 
 def run_demo(cfg: DictConfig) -> dict[str, Any]:
-    from lipnet_pl.training.run import train
-
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     print(f"[demo] training {cfg.model.net.name} on synthetic LIP at {cfg.data.root} -> {run_dir}")

@@ -1,6 +1,6 @@
 """ONNX Runtime as a drop-in torch network, and the model spec stored inside the ONNX file.
 
-An exported ``.onnx`` carries its :class:`~lipnet_pl.models.spec.ModelSpec` (network config,
+An exported ``.onnx`` carries its :class:`~lipnet_pl.core.spec.ModelSpec` (network config,
 classes, input size, normalisation) as JSON in the model's ``metadata_props``, so a single file
 is enough to evaluate or predict. :class:`OnnxRuntimeNet` wraps an ``InferenceSession`` in an
 ``nn.Module`` whose ``forward`` maps image tensors to logit tensors, so evaluation under
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lipnet_pl.models.spec import ModelSpec
+from lipnet_pl.core.spec import ModelSpec
 
 SPEC_KEY = "lipnet_pl.spec"
 CLASS_NAMES_KEY = "class_names"

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lipnet_pl.inference.onnx_runtime import read_metadata
+from lipnet_pl.core.onnx_runtime import read_metadata
+from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
 
 QUANT_KEY = "lipnet_pl.quantization"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -200,8 +201,6 @@ def calibration_batches(
     calibration set does not depend on how the id list happens to be ordered.
     """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-    from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
 
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise ValueError(f"num_images must be a positive integer, got {num_images!r}")

@@ -1,5 +1,5 @@
 """Trained networks as the ecosystem shares them: a folder with ``model.safetensors`` and a
-``config.json`` holding the :class:`~lipnet_pl.models.spec.ModelSpec`.
+``config.json`` holding the :class:`~lipnet_pl.core.spec.ModelSpec`.
 
 The folder layout is the one of ``huggingface_hub``'s ``PyTorchModelHubMixin``, so the same folder
 works locally, on the Hugging Face Hub (``push_to_hub``) and with ``from_pretrained("owner/name")``.
@@ -35,8 +35,8 @@ from huggingface_hub import constants as hf_constants
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from lipnet_pl.core.spec import ModelSpec
 from lipnet_pl.models import build_model
-from lipnet_pl.models.spec import ModelSpec
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

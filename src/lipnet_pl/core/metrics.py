@@ -5,7 +5,7 @@ back (bilinear on the logits) to its image's ORIGINAL label size, ground-truth p
 ignore index (255) are dropped, and ONE ``C x C`` confusion matrix is accumulated over the whole
 split. Its state is sum-reduced, so under DDP every rank adds its own samples and ``compute()``
 sums them (the caller must not feed the duplicates a ``DistributedSampler`` pads with; see
-:func:`lipnet_pl.training.distributed.padded_sample_mask`).
+:func:`lipnet_pl.engine.distributed.padded_sample_mask`).
 
 The paper's metric (``paper_miou_per_image``) is computed per image with +1 smoothing, so a class
 absent from both ground truth and prediction scores IoU = 1. It inflates numbers heavily and is
@@ -21,8 +21,8 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
+from lipnet_pl.core.labels import labels_at
 from lipnet_pl.data.classes import IGNORE_INDEX
-from lipnet_pl.evaluation.labels import labels_at
 
 
 def scores_from_confusion(confmat: Tensor) -> dict[str, Tensor]:

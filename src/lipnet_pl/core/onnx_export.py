@@ -24,8 +24,12 @@ from rich.console import Console
 from torch import nn
 
 from lipnet_pl.config import plain
+from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.onnx_runtime import write_spec
+from lipnet_pl.core.pretrained import save_pretrained
+from lipnet_pl.core.quantize import calibration_batches, quantize_onnx_int8
+from lipnet_pl.data.layout import find_layout
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.loader import load_model
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
@@ -121,8 +125,6 @@ def check_export_config(cfg: DictConfig) -> None:
 
 def check_calibration_root(root) -> None:
     """int8 calibration reads train images: the root must have them (checked before exporting)."""
-    from lipnet_pl.data.layout import find_layout
-
     if not root:
         raise UserError(
             "quantize=int8 needs calibration.data_root=<LIP-format root> (train images)"
@@ -151,8 +153,6 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
     out = output_path(cfg, Path(loaded.source))
     out.parent.mkdir(parents=True, exist_ok=True)
     if cfg.format == "pretrained":
-        from lipnet_pl.inference.pretrained import save_pretrained
-
         save_pretrained(loaded.net, loaded.spec, out)
         console.print(f"wrote {out} (safetensors + config.json)")
         return out, []
@@ -166,8 +166,6 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
     partial = out.with_name(f".{out.name}.partial{out.suffix}")
     try:
         if cfg.format == "onnx":
-            from lipnet_pl.inference.onnx_runtime import write_spec
-
             export_onnx(folded, example, partial, bool(cfg.dynamic), int(cfg.opset))
             write_spec(partial, loaded.spec)
         else:
@@ -220,8 +218,6 @@ def check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, int]:
 
 def quantize(fp32: Path, spec, cfg: DictConfig) -> Path:
     """int8 copy of an exported ONNX file, calibrated on training images of a data root."""
-    from lipnet_pl.inference.quantize import calibration_batches, quantize_onnx_int8
-
     calib = cfg.calibration
     out = fp32.with_name(fp32.stem + ".int8.onnx")
     batches = calibration_batches(

@@ -18,16 +18,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lipnet_pl.config import config_errors, plain
+from lipnet_pl.core.backends import select_backend
+from lipnet_pl.core.loader import LoadedModel, load_model, random_model
+from lipnet_pl.core.predictor import Predictor
+from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.core.tta import tta_config
+from lipnet_pl.core.viz import legend, overlay
 from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.errors import UserError
-from lipnet_pl.evaluation.tta import tta_config
-from lipnet_pl.inference.backends import select_backend
 from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
-from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
-from lipnet_pl.inference.predictor import Predictor
-from lipnet_pl.models.spec import ModelSpec
 from lipnet_pl.runtime import resolve_device
-from lipnet_pl.viz import legend
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
 
@@ -102,7 +102,6 @@ def predict_video(
     """Overlay every frame of a file or live source into ``<output>/<name>_overlay.mp4``, with
     decoding, parsing and encoding running concurrently (:mod:`lipnet_pl.inference.video`)."""
     from lipnet_pl.inference.video import open_source, run_video, time_model
-    from lipnet_pl.viz import overlay
 
     video = cfg.video
     dest = output / rel.parent / f"{Path(rel).stem}_overlay.mp4"

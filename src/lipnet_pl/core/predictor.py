@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lipnet_pl.core.labels import class_argmax, resize_logits
+from lipnet_pl.core.loader import LoadedModel
+from lipnet_pl.core.tta import predict_logits, tta_config
 from lipnet_pl.data.transforms import preprocess
-from lipnet_pl.evaluation.labels import class_argmax, resize_logits
-from lipnet_pl.evaluation.tta import predict_logits, tta_config
-from lipnet_pl.inference.loader import LoadedModel
 from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.runtime import resolve_device
 

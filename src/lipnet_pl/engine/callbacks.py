@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 
+from lipnet_pl.core.viz import denormalize, panel
+
 
 class StepCheckpoint(ModelCheckpoint):
     """``last-step.ckpt`` every ``every_n_train_steps`` optimiser steps (mid-epoch resume)."""
@@ -133,8 +135,6 @@ class ValidationPanels(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or self._rows is None:
             return
         from PIL import Image
-
-        from lipnet_pl.viz import denormalize, panel
 
         norm = pl_module.hparams["normalize"]
         palette = pl_module.class_info.palette

@@ -7,7 +7,7 @@ lives in small pieces: optimiser and schedule builders (:mod:`.optim`), divergen
 (:mod:`.distributed`).
 
 Hyper-parameters are primitives and follow the checkpoint contract of
-:mod:`lipnet_pl.inference.loader`: the :class:`~lipnet_pl.models.spec.ModelSpec` keys ``net``,
+:mod:`lipnet_pl.core.loader`: the :class:`~lipnet_pl.core.spec.ModelSpec` keys ``net``,
 ``classes``, ``input_size``, ``normalize``, parameters under ``net.``; so checkpoints load with
 ``torch.load(weights_only=True)`` and without Lightning.
 """
@@ -22,18 +22,19 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from lipnet_pl.core.metrics import LIPSegmentationMetrics
+from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.core.tta import predict_logits, tta_config
 from lipnet_pl.data.classes import ClassInfo
-from lipnet_pl.evaluation.metrics import LIPSegmentationMetrics
-from lipnet_pl.evaluation.tta import predict_logits, tta_config
-from lipnet_pl.models.spec import ModelSpec
-from lipnet_pl.training.distributed import padded_sample_mask
-from lipnet_pl.training.losses import SegmentationLoss
-from lipnet_pl.training.optim import (
+from lipnet_pl.engine.distributed import padded_sample_mask
+from lipnet_pl.engine.losses import SegmentationLoss
+from lipnet_pl.engine.optim import (
     DEFAULT_OPTIMIZER,
     DEFAULT_SCHEDULER,
     build_optimizer,
     build_scheduler,
 )
+from lipnet_pl.models import build_model
 
 # The module widens masks in on_after_batch_transfer on purpose (for any data module): not news.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
@@ -62,8 +63,6 @@ class SegmentationModule(pl.LightningModule):
         network: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        from lipnet_pl.models import build_model
-
         info = ClassInfo.from_config(classes)
         net = dict(net)
         net.setdefault("num_classes", info.num_classes)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from lipnet_pl.data.classes import IGNORE_INDEX, LIP_PALETTE
+from lipnet_pl.data.classes import IGNORE_INDEX, LIP_PALETTE, ClassInfo
 
 
 def _palette_lut(palette: Sequence[Sequence[int]], ignore_colour=(255, 255, 255)) -> np.ndarray:
@@ -60,8 +60,6 @@ def legend(
     """HxWx3 uint8 image listing ``class_ids`` (e.g. those present in a prediction): a palette
     swatch and the class name per row, so a colour mask can be read without the palette table."""
     from PIL import Image, ImageDraw
-
-    from lipnet_pl.data.classes import ClassInfo
 
     classes = classes or ClassInfo()
     ids = [int(c) for c in class_ids if 0 <= int(c) < classes.num_classes]
