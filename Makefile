@@ -47,9 +47,10 @@ test-min: $(STAMP_MIN) ## Lint + tests at the lowest dependency versions pyproje
 	$(PY_MIN) -m ruff format --check src tests
 	$(PY_MIN) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Ruff lint and format check
+lint: $(STAMP) ## Ruff lint and format check, and the layering contracts (import-linter, pyproject.toml)
 	$(PY) -m ruff check src tests
 	$(PY) -m ruff format --check src tests
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP) ## Apply ruff fixes and formatting
 	$(PY) -m ruff check --fix src tests

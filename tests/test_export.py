@@ -8,10 +8,10 @@ import onnx
 import pytest
 import torch
 
-import lipnet_pl.core.onnx_export as export_mod
+import lipnet_pl.core.model_export as export_mod
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
-from lipnet_pl.core.onnx_export import check_parity, export, export_onnx, export_torchscript
+from lipnet_pl.core.model_export import check_parity, export, export_onnx, export_torchscript
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 
@@ -99,17 +99,16 @@ def test_pretrained_folder_from_a_checkpoint_loads_like_the_checkpoint(random_ck
 def test_export_command_quantize_int8_calibrates_at_the_model_input_and_keeps_the_spec(
     random_ckpt, lip_root, tmp_path, monkeypatch
 ):
-    import lipnet_pl.core.quantize as quantize_mod
     from lipnet_pl.core.onnx_runtime import read_spec
 
     seen = []
-    real = quantize_mod.quantize_onnx_int8
+    real = export_mod.quantize_onnx_int8
 
     def spy(fp32, out, batches, **kw):
         seen.extend(batches)
         return real(fp32, out, batches, **kw)
 
-    monkeypatch.setattr(quantize_mod, "quantize_onnx_int8", spy)
+    monkeypatch.setattr(export_mod, "quantize_onnx_int8", spy)  # where export looks it up
     out = tmp_path / "model.onnx"
     cfg = export_cfg(
         tmp_path,

@@ -56,7 +56,7 @@ class TestEveryModel:
     def test_onnx_runtime_matches_eager(self, model, tmp_path):
         """Exported at an odd size; LIP-Net models also with free batch/height/width (smp peers
         compute their padding from the input size, which the exporter fixes at export time)."""
-        from lipnet_pl.core.onnx_export import export_onnx
+        from lipnet_pl.core.model_export import export_onnx
         from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
         from lipnet_pl.models import LIPNet
         from lipnet_pl.models.fastpath import fold_batchnorm

@@ -218,7 +218,7 @@ def step_onnx(s: Settings, step: Step, ckpt: str) -> None:
     import torch
 
     from lipnet_pl.core.loader import load_model
-    from lipnet_pl.core.onnx_export import export
+    from lipnet_pl.core.model_export import export
     from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
 
     out, diffs = export(

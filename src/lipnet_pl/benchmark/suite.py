@@ -39,7 +39,7 @@ from lipnet_pl.benchmark.runners import (
 )
 from lipnet_pl.benchmark.timing import interleaved_ratio
 from lipnet_pl.config import compose, config_errors, plain
-from lipnet_pl.core.onnx_export import export_onnx
+from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.quantize import quantize_onnx_int8
 from lipnet_pl.errors import UserError
 from lipnet_pl.models import build_model

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from lipnet_pl.core.loader import LoadedModel
-from lipnet_pl.core.onnx_export import export_onnx
+from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, write_spec
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import fold_batchnorm

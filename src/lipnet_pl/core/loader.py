@@ -29,7 +29,7 @@ from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.errors import CheckpointError
 from lipnet_pl.models import build_model
 
-FORMATS = ("ckpt", "onnx", "pretrained")
+LOADABLE_FORMATS = ("ckpt", "onnx", "pretrained")  # what load_model reads
 HUB_PREFIX = "hf://"
 HINT = (
     "pass a .ckpt of a training run (<run dir>/checkpoints/last.ckpt), an .onnx file from "

@@ -1,6 +1,7 @@
 """Named LIP-Net configurations: ``build_model(name)`` = ``LIPNet(**preset, **overrides)``.
 
-``lipnet`` is the paper's figure (3.96 M parameters, 32.8 GFLOPs at 473x473).
+The numbers live in ``conf/model/lipnet.yaml`` and ``conf/model/lipnet_rt.yaml`` (read here, so
+``build_model(name)`` and ``model=<name>`` cannot disagree). ``lipnet`` is the paper's figure (3.96 M parameters, 32.8 GFLOPs at 473x473).
 
 ``lipnet_rt`` is the real-time variant (issue 10): the same SE-ResNet stages, ASPP and decoder
 with the same parameter budget (3.97 M at 20 classes) at 1/6 of the FLOPs (5.2 GFLOPs):
@@ -38,21 +39,50 @@ boundary detail.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
-LIPNET_PRESETS = MappingProxyType(
-    {
-        "lipnet": MappingProxyType({}),
-        "lipnet_rt": MappingProxyType(
-            {
-                "stem_stride": 2,
-                "dilations": (1, 1, 1, 2, 4, 1),
-                "aspp_channels": 384,
-                "aspp_rates": (3, 6, 9),
-                "skip_stage": 3,
-                "decoder_channels": 64,
-            }
-        ),
+from omegaconf import DictConfig, OmegaConf
+
+from lipnet_pl.config import config_dir
+
+PRESET_NAMES = ("lipnet", "lipnet_rt")
+
+
+@cache
+def _load_preset(name: str) -> Mapping[str, Any]:
+    """LIPNet arguments of ``conf/model/<name>.yaml`` (its ``net:`` block with its default
+    ``model/dilations`` preset on top): the config is the one source of each preset's numbers."""
+    folder = Path(config_dir()) / "model"
+    cfg = OmegaConf.load(folder / f"{name}.yaml")
+    net = OmegaConf.merge(cfg.net)
+    for entry in cfg.get("defaults", []):
+        if isinstance(entry, DictConfig) and "dilations" in entry:
+            net = OmegaConf.merge(
+                net, OmegaConf.load(folder / "dilations" / f"{entry.dilations}.yaml")
+            )
+    args = {
+        k: v for k, v in OmegaConf.to_container(net).items() if k not in ("name", "num_classes")
     }
-)
-"""Preset name -> LIPNet keyword arguments that differ from the paper defaults."""
+    return MappingProxyType({k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+
+
+class _Presets(Mapping):
+    """Preset name -> LIPNet keyword arguments, read from the packaged configs on first use."""
+
+    def __getitem__(self, name: str) -> Mapping[str, Any]:
+        if name not in PRESET_NAMES:
+            raise KeyError(name)
+        return _load_preset(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PRESET_NAMES)
+
+    def __len__(self) -> int:
+        return len(PRESET_NAMES)
+
+
+LIPNET_PRESETS: Mapping[str, Mapping[str, Any]] = _Presets()

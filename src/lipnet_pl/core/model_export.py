@@ -33,7 +33,7 @@ from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
+EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
 MIN_OPSET = 17
 
 
@@ -109,8 +109,10 @@ def check_parity(
 
 
 def check_export_config(cfg: DictConfig) -> None:
-    if cfg.format not in FORMATS:
-        raise UserError(f"format={cfg.format!r} is not supported: use one of {sorted(FORMATS)}")
+    if cfg.format not in EXPORT_SUFFIXES:
+        raise UserError(
+            f"format={cfg.format!r} is not supported: use one of {sorted(EXPORT_SUFFIXES)}"
+        )
     if cfg.get("quantize") not in (None, "none", "int8"):
         raise UserError(f"quantize={cfg.quantize!r}: use quantize=int8 or leave it out")
     if cfg.get("quantize") == "int8" and cfg.format != "onnx":
@@ -141,7 +143,7 @@ def output_path(cfg: DictConfig, source: Path) -> Path:
     """``output=`` or, by default, beside the source: ``<stem>.onnx`` etc."""
     if cfg.get("output"):
         return Path(cfg.output)
-    return source.with_name(source.stem + FORMATS[cfg.format])
+    return source.with_name(source.stem + EXPORT_SUFFIXES[cfg.format])
 
 
 def export(cfg: DictConfig) -> tuple[Path, list[float]]:
@@ -170,7 +172,7 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
             write_spec(partial, loaded.spec)
         else:
             export_torchscript(folded, example, partial)
-        diffs = check_all(reference, partial, cfg, check_size(cfg, loaded.spec.input_size))
+        diffs = check_all(reference, partial, cfg, resolve_check_size(cfg, loaded.spec.input_size))
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -206,7 +208,7 @@ def check_all(
     return diffs
 
 
-def check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, int]:
+def resolve_check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, int]:
     """``check_size=[H, W]`` or the model's input size."""
     size = plain(cfg.get("check_size"))
     if not size:
