@@ -52,7 +52,7 @@ def check_classes(cfg: DictConfig, spec) -> None:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
-    from lipnet_pl.evaluation.reports import write_reports  # lazy: matplotlib only when reporting
+    from lipnet_pl.evaluation.reports import write_reports  # lazy: matplotlib
 
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))

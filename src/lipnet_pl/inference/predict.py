@@ -101,7 +101,8 @@ def predict_video(
 ) -> dict[str, Any]:
     """Overlay every frame of a file or live source into ``<output>/<name>_overlay.mp4``, with
     decoding, parsing and encoding running concurrently (:mod:`lipnet_pl.inference.video`)."""
-    from lipnet_pl.inference.video import open_source, run_video, time_model  # lazy: PyAV loads only for videos
+    # lazy: PyAV loads only for videos
+    from lipnet_pl.inference.video import open_source, run_video, time_model
 
     video = cfg.video
     dest = output / rel.parent / f"{Path(rel).stem}_overlay.mp4"
