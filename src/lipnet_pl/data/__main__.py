@@ -2,7 +2,7 @@
 
 * ``prepare ZIP_DIR OUT``: the official zips -> the flat layout (:mod:`.prepare`).
 * ``check ROOT``: counts per split and every problem; exit 1 on errors (:mod:`.check`).
-* ``bench ROOT``: ``train pipeline: N img/s per worker`` (:mod:`.pipeline_bench`).
+* ``bench ROOT``: ``train pipeline: N img/s per worker`` (:mod:`.loader_bench`).
 
 Usage errors and bad inputs print one line and exit 2, like every lipnet_pl command.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from lipnet_pl.cli import ArgumentParser, argparse_command
 from lipnet_pl.data.check import check
 from lipnet_pl.data.classes import NUM_LIP_CLASSES
-from lipnet_pl.data.pipeline_bench import bench
+from lipnet_pl.data.loader_bench import bench
 from lipnet_pl.data.prepare import prepare
 
 
