@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipnet_pl.data.media import IMAGE_SUFFIXES
+
 SPLITS = ("train", "val", "test")
 IMAGE_DIRS = {
     "train": ("train_images",),
@@ -26,7 +28,6 @@ IMAGE_DIRS = {
 }
 LABEL_DIRS = {"train": ("train_segmentations",), "val": ("val_segmentations",), "test": ()}
 ID_FILES = {"train": "train_id.txt", "val": "val_id.txt", "test": "test_id.txt"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_SUFFIXES = (".png",)
 MAX_DEPTH = 3
 README_HINT = (

@@ -19,10 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.data.dataset import DataFileError, decode_image
+from lipnet_pl.data.media import is_video
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.tta import tta_config
 from lipnet_pl.inference.backends import select_backend
-from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
+from lipnet_pl.inference.files import PredictReport, collect_inputs, save_outputs
 from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
 from lipnet_pl.inference.predictor import Predictor
 from lipnet_pl.models.spec import ModelSpec
@@ -170,6 +171,8 @@ def run_predict(cfg: DictConfig) -> PredictReport:
     files = collect_inputs(inputs, report)
     for source, reason in report.failed:
         console.print(f"[red]skipped[/red] {source}: {reason}")
+    if report.ignored:
+        console.print(f"ignored {report.ignored} files that are neither images nor videos")
     images = [(s, r) for s, r in files if not is_video(Path(r))]
     videos = [(s, r) for s, r in files if is_video(Path(r))]
     save = plain(cfg.save) if cfg.get("save") else {}
@@ -189,7 +192,7 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         report.video_stats[source] = stats
     console.print(
         f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
-        f"{output}; {len(report.failed)} failed"
+        f"{output}; {len(report.failed)} failed, {report.ignored} ignored (not images or videos)"
     )
     if report.succeeded == 0:
         raise UserError(
