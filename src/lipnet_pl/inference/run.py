@@ -27,6 +27,7 @@ from lipnet_pl.inference.files import PredictReport, collect_inputs, save_output
 from lipnet_pl.inference.loader import LoadedModel, load_model, random_model
 from lipnet_pl.inference.predictor import Predictor
 from lipnet_pl.models.spec import ModelSpec
+from lipnet_pl.outputs import writable_dir
 from lipnet_pl.runtime import resolve_device
 from lipnet_pl.viz import legend
 
@@ -153,7 +154,10 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         torch.set_num_threads(int(cfg.num_threads))
     inputs = plain(cfg.input)
     inputs = inputs if isinstance(inputs, list) else [inputs]
-    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "predictions"
+    if cfg.get("output"):
+        output = writable_dir(cfg.output, "output")
+    else:
+        output = writable_dir(Path(cfg.paths.output_dir) / "predictions", "paths.output_dir")
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
