@@ -91,7 +91,7 @@ def exit_on_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except UserError as err:
-        _exit(EXIT_USER_ERROR, one_line(err))
+        _exit(EXIT_USER_ERROR, one_line(_worker_message(err)))
     except NonFiniteLossError as err:
         _exit(EXIT_DIVERGED, one_line(err))
     except MissingMandatoryValue as err:
@@ -113,6 +113,16 @@ def _interruption(err: KeyboardInterrupt) -> tuple[int, str]:
     if isinstance(err, Terminated) or _SIGTERM_RECEIVED.is_set():
         return EXIT_TERMINATED, "terminated"
     return EXIT_INTERRUPTED, "interrupted"
+
+
+def _worker_message(err: BaseException) -> str:
+    """A DataLoader worker's exception is re-raised as a new one of the same type whose message
+    is the worker's traceback: its last line, without the class name, is the message."""
+    text = str(err)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
 
 
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:

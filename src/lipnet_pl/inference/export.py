@@ -178,6 +178,11 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
             export_torchscript(folded, example, partial)
         diffs = check_all(reference, partial, cfg, check_size(cfg, loaded.spec.input_size))
         os.replace(partial, out)
+    except OSError as err:  # a full disk, a drive that went away
+        raise UserError(
+            f"cannot write {out} ({err.strerror or err}): free space on that drive or pass "
+            f"output=<a path elsewhere>; {out.name}, if it existed, is unchanged"
+        ) from err
     finally:
         partial.unlink(missing_ok=True)
     kind = "dynamic" if cfg.dynamic else "static"

@@ -2,11 +2,13 @@
 
 The checkpoint goes to a temporary file in the same folder, is fsynced, then ``os.replace``-d over
 the target (a rename within one file system is atomic on POSIX), so the previous file stays
-intact until the new one is complete.
+intact until the new one is complete. A write that fails (a full disk) is one line naming the
+file (a :class:`~lipnet_pl.errors.UserError`), with no temporary file left behind.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lipnet_pl.errors import UserError
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
@@ -27,8 +31,13 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise UserError(
+                f"cannot write {path} ({err.strerror or err}): free space on that drive or write "
+                f"the run elsewhere (hydra.run.dir=...); the previous {path.name}, if any, is intact"
+            ) from err
         raise
     try:  # persist the rename itself
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -42,8 +51,13 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` that never leaves a half-written file at ``path``."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save`` that never leaves a half-written file at ``path``.
+
+    Serialised in memory first: torch.save turns a failed write of a file object into a
+    RuntimeError without the OS error (a full disk would read like a bug)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
