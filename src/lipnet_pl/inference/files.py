@@ -33,6 +33,7 @@ class PredictReport:
     frames: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     ignored: int = 0  # files in input folders that are neither images nor videos
+    stopped: list[str] = field(default_factory=list)  # live sources that dropped or timed out
     video_stats: dict[str, dict] = field(default_factory=dict)
 
     @property

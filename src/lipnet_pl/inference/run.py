@@ -125,6 +125,7 @@ def predict_video(
             max_frames=video.get("max_frames"),
             codec=str(video.codec),
             on_progress=lambda st: progress.update(task, completed=st.frames),
+            reconnect=int(video.get("reconnect") or 0),
         )
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
     Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
@@ -135,6 +136,8 @@ def predict_video(
     if stats.interrupted:  # the file is finalised; stop like any Ctrl-C
         raise KeyboardInterrupt
     return {
+        "stop_reason": stats.stop_reason,
+        "reconnects": stats.reconnects,
         "frames": stats.frames,
         "dropped": stats.dropped,
         "end_to_end_fps": stats.end_to_end_fps,
@@ -142,6 +145,16 @@ def predict_video(
         "isolated_model_fps": isolated,
         "output": str(stats.output),
     }
+
+
+def stopped_message(source: str, stats: dict[str, Any]) -> str:
+    """One line for a live source that dropped or timed out: frames kept, why, what to try."""
+    where = f"written to {stats['output']}" if stats["frames"] else "no output written"
+    retried = f" after {stats['reconnects']} reconnects" if stats["reconnects"] else ""
+    return (
+        f"{source}: the stream stopped after {stats['frames']} frames ({where}): "
+        f"{stats['stop_reason']}{retried}; video.reconnect=N reopens a dropped stream N times"
+    )
 
 
 def run_predict(cfg: DictConfig) -> PredictReport:
@@ -194,10 +207,14 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         report.videos += 1
         report.frames += stats["frames"]
         report.video_stats[source] = stats
+        if stats["stop_reason"]:
+            report.stopped.append(stopped_message(source, stats))
     console.print(
         f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
         f"{output}; {len(report.failed)} failed, {report.ignored} ignored (not images or videos)"
     )
+    if report.stopped:  # the outputs are written; the run still failed
+        raise UserError("; ".join(report.stopped))
     if report.succeeded == 0:
         raise UserError(
             f"nothing was predicted: all {len(report.failed)} inputs failed (see above); "
