@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import fill_disk, live_server, write_ts
+from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.inference.loader import load_model
 from tiny import TINY_NET
@@ -181,12 +183,9 @@ def test_a_real_process_prints_one_line_and_no_traceback(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, lip_root, trained_ckpt):
-    """A LIP root whose train and val labels hold 25 (20 classes), an MPEG-TS clip, a file
-    named ``results``, a folder of images with a ``.txt`` and a ``.DS_Store``."""
-    from hostile import write_ts
-
-    from lipnet_pl.data.layout import find_layout
-
+    """A LIP root whose train and val labels hold 25 (20 classes), a live HTTP server of an
+    MPEG-TS clip, a file named ``results``, a folder of images with a ``.txt`` and a
+    ``.DS_Store``."""
     root = tmp_path_factory.mktemp("hostile")
     bad = root / "bad_labels"
     shutil.copytree(lip_root, bad)
@@ -202,20 +201,19 @@ def hostile(tmp_path_factory, lip_root, trained_ckpt):
     (photos / "list.txt").write_text("person.png\n")
     (photos / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     clip = write_ts(root / "clip.ts").read_bytes()
-    return {
-        "dir": root,
-        "lip": lip_root,
-        "bad": bad,
-        "clip": clip,
-        "photos": photos,
-        "ckpt": trained_ckpt,
-    }
+    with live_server(clip) as url:
+        yield {
+            "dir": root,
+            "lip": lip_root,
+            "bad": bad,
+            "url": url,
+            "photos": photos,
+            "ckpt": trained_ckpt,
+        }
 
 
 def hostile_args(command: str, case: str, h: dict, tmp_path: Path, monkeypatch) -> list[str]:
     """The command line of ``case`` (and what the machine does meanwhile: a full disk, SIGTERM)."""
-    from hostile import fill_disk
-
     d, ckpt = h["dir"], h["ckpt"]
     tiny_train = [
         "data.crop_size=[64,64]",
@@ -245,6 +243,16 @@ def hostile_args(command: str, case: str, h: dict, tmp_path: Path, monkeypatch) 
             (folder / "model.onnx").write_bytes(b"the previous export")
         fill_disk(monkeypatch, folder, free_bytes=int(1.5 * ckpt.stat().st_size))
         return [*base, f"data.root={h['lip']}"] if command == "train" else base
+    if case.startswith("stream_"):  # an IP camera: the stream ends, drops, drops and comes back
+        path = {"stream_ended": "live", "stream_dropped": "drop", "stream_reconnected": "flaky"}
+        reconnect = int(case == "stream_reconnected")
+        return [
+            *base,
+            f"input={h['url']}/{path[case]}.ts",
+            "video.realtime=true",
+            f"video.reconnect={reconnect}",
+            f"output={tmp_path / 'out'}",
+        ]
     if case == "sigterm":  # a real SIGTERM to this process once the command has started
         monkeypatch.setattr("lipnet_pl.cli._seed", lambda cfg: os.kill(os.getpid(), SIGTERM))
         return base
@@ -260,6 +268,9 @@ HOSTILE = {
     ("train", "disk_full"): (2, "No space left on device"),
     ("export", "disk_full"): (2, "No space left on device"),
     ("predict", "folder_with_other_files"): (0, "1 images, 0 videos (0 frames)"),
+    ("predict", "stream_ended"): (0, "0 images, 1 videos"),
+    ("predict", "stream_dropped"): (2, "the connection dropped mid-packet after"),
+    ("predict", "stream_reconnected"): (0, "0 images, 1 videos"),
     **{(command, "sigterm"): (143, "terminated") for command in COMMANDS},
 }
 
@@ -289,4 +300,20 @@ def test_what_users_and_machines_feed_the_commands(
         else:
             assert sorted(p.name for p in folder.iterdir()) == ["model.onnx"]
             assert (folder / "model.onnx").read_bytes() == b"the previous export"
-    print(f"| {command} | {case} | {code} | `{lines[0] if lines else '-'}` |")
+    if case.startswith("stream_"):
+        check_stream_output(tmp_path / "out", out + err)
+        assert ("dropped, 1 reconnects)" in out) == (case == "stream_reconnected")
+    shown = lines[0] if lines else next(line for line in out.splitlines() if fragment in line)
+    print(f"| {command} | {case} | {code} | `{shown}` |")  # the closing note's table
+
+
+def check_stream_output(folder: Path, printed: str) -> None:
+    """The overlay video is finalised (playable) and holds every frame the command reported."""
+    import re
+
+    import av
+
+    (video,) = folder.glob("*_overlay.mp4")
+    frames = int(re.search(r": (\d+) frames \(\d+ dropped", printed).group(1))
+    with av.open(str(video)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == frames >= 1

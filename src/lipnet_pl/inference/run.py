@@ -130,7 +130,8 @@ def predict_video(
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
     Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
     console.print(
-        f"{source}: {stats.frames} frames ({stats.dropped} dropped) -> {stats.output} | "
+        f"{source}: {stats.frames} frames ({stats.dropped} dropped"
+        f"{f', {stats.reconnects} reconnects' if stats.reconnects else ''}) -> {stats.output} | "
         f"isolated model FPS: {isolated:.1f} | end-to-end FPS: {stats.end_to_end_fps:.1f}"
     )
     if stats.interrupted:  # the file is finalised; stop like any Ctrl-C
