@@ -143,6 +143,7 @@ def sigterm_stops() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _SIGTERM_RECEIVED.clear()
 
 
 def _seed(cfg: DictConfig) -> None:

@@ -23,8 +23,11 @@ from lipnet_pl.errors import UserError
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(file_object)`` on a temp file beside ``path``, fsync, rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -34,10 +37,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            raise UserError(
-                f"cannot write {path} ({err.strerror or err}): free space on that drive or write "
-                f"the run elsewhere (hydra.run.dir=...); the previous {path.name}, if any, is intact"
-            ) from err
+            raise _write_error(path, err) from err
         raise
     try:  # persist the rename itself
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -48,6 +48,14 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     except OSError:
         pass
     return path
+
+
+def _write_error(path: Path, err: OSError) -> UserError:
+    """A full disk or a folder that went away is the user's to fix: one line naming the file."""
+    return UserError(
+        f"cannot write {path} ({err.strerror or err}): free space on that drive or write the "
+        f"run elsewhere (hydra.run.dir=...); the previous {path.name}, if any, is intact"
+    )
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
