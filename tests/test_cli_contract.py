@@ -253,6 +253,9 @@ def hostile_args(command: str, case: str, h: dict, tmp_path: Path, monkeypatch) 
             f"video.reconnect={reconnect}",
             f"output={tmp_path / 'out'}",
         ]
+    if case == "run_dir_is_a_file":  # run_main passes hydra.run.dir=<tmp_path>/run
+        (tmp_path / "run").write_text("a file where the run dir should go\n")
+        return base
     if case == "sigterm":  # a real SIGTERM to this process once the command has started
         monkeypatch.setattr("lipnet_pl.cli._seed", lambda cfg: os.kill(os.getpid(), SIGTERM))
         return base
@@ -264,6 +267,7 @@ HOSTILE = {
     ("eval", "label_outside_classes"): (2, "has values [25] outside the 20 classes"),
     ("predict", "output_is_a_file"): (2, "is a file, not a folder"),
     ("eval", "output_is_a_file"): (2, "is a file, not a folder"),
+    ("train", "run_dir_is_a_file"): (2, "cannot create the run dir"),
     ("export", "output_is_a_file"): (2, "is a file, not a folder"),
     ("train", "disk_full"): (2, "No space left on device"),
     ("export", "disk_full"): (2, "No space left on device"),
