@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,8 +12,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image
 
 from lipnet_pl.data import LIPDataModule, decode_label, find_layout
+from lipnet_pl.data.dataset import DataFileError
 from lipnet_pl.data.synthetic import generate, make_sample
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
@@ -173,3 +176,31 @@ def test_prepare_data_regenerates_stale_synthetic_sets_but_never_foreign_data(tm
     _dm(foreign, synthetic=small).prepare_data()
     assert len(find_layout(foreign)["train"].ids) == 1
     assert oct((tmp_path / "syn").stat().st_mode & 0o777) != oct(0o700)
+
+
+def test_label_values_outside_the_classes_fail_naming_the_file_or_become_ignore(
+    synthetic_lip_root, tmp_path
+):
+    """A mis-converted mask (25 in a 20-class set) is found where it is loaded, not by the loss;
+    with data.bad_labels=ignore those pixels become 255 with a warning naming the file."""
+    root = tmp_path / "LIP"
+    shutil.copytree(synthetic_lip_root, root)
+    val = find_layout(root)["val"]
+    path = val.label_path(val.ids[0])
+    label = np.array(decode_label(path))
+    label[:2, :5] = 25
+    label[2, 0] = 255  # the ignore index is allowed
+    Image.fromarray(label).save(path)
+    dm = _dm(root)
+    dm.setup("validate")
+    with pytest.raises(DataFileError, match=r"has values \[25\] outside the 20 classes") as err:
+        dm.val_dataset.load(0)
+    assert str(path) in str(err.value) and "data.num_classes" in str(err.value)
+    dm = _dm(root, bad_labels="ignore")
+    dm.setup("validate")
+    with pytest.warns(UserWarning, match=f"label {path}: values \\[25\\]"):
+        mask = dm.val_dataset.load(0)["mask"]
+    expected = torch.from_numpy(label).masked_fill(torch.from_numpy(label) == 25, 255)
+    assert torch.equal(mask.as_subclass(torch.Tensor), expected)
+    with pytest.raises(ValueError, match="data.bad_labels='skip'"):
+        _dm(root, bad_labels="skip")

@@ -56,11 +56,12 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
     )
     (folder / "corrupt.jpg").write_bytes(b"this is not a jpeg")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "sub" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     # the network sees what the data layer decodes (JPEG is lossy): read the files back with it
     return {n: decode_image(folder / n).permute(1, 2, 0).numpy() for n in [*images, "gray.jpg"]}
 
 
-def test_predict_folder_writes_labels_equal_to_the_argmax(random_ckpt, tmp_path):
+def test_predict_folder_writes_labels_equal_to_the_argmax(random_ckpt, tmp_path, capsys):
     images = write_images(tmp_path / "in")
     out = tmp_path / "out"
     report = run_predict(
@@ -70,9 +71,10 @@ def test_predict_folder_writes_labels_equal_to_the_argmax(random_ckpt, tmp_path)
     )
     assert report.images == 4
     failed = {Path(p).name: reason for p, reason in report.failed}
-    assert set(failed) == {"corrupt.jpg", "notes.txt"}
+    assert set(failed) == {"corrupt.jpg"}  # only media that fail to decode are failures
     assert "cannot decode image" in failed["corrupt.jpg"] and "corrupt.jpg" in failed["corrupt.jpg"]
-    assert "unknown extension '.txt'" in failed["notes.txt"]
+    assert report.ignored == 2  # notes.txt and sub/.DS_Store, said in the summary line
+    assert "1 failed, 2 ignored (not images or videos)" in capsys.readouterr().out
     for name, image in images.items():
         rel = Path(name).with_suffix(".png")
         label_img = Image.open(out / "labels" / rel)

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import pytest
 
+from hostile import TS_FRAMES, live_server, write_ts
 from lipnet_pl.inference.video import VideoStats, open_source, run_video, time_model
 
 W, H, FPS = 64, 48, 25
@@ -358,3 +359,35 @@ def test_stats_rates():
     stats = VideoStats(frames=20, seconds=4.0, model_seconds=2.0)
     assert (stats.end_to_end_fps, stats.model_fps) == (5.0, 10.0)
     assert VideoStats().end_to_end_fps == 0.0
+
+
+@pytest.fixture(scope="module")
+def http_camera(tmp_path_factory):
+    """A live HTTP MPEG-TS server on 127.0.0.1 (``/live.ts`` ends, ``/drop.ts`` drops mid-packet,
+    ``/flaky.ts`` drops once, then streams to the end)."""
+    clip = write_ts(tmp_path_factory.mktemp("camera") / "clip.ts").read_bytes()
+    with live_server(clip) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("path", "reconnect", "frames", "reconnects", "reason"),
+    [
+        ("live", 0, TS_FRAMES, 0, None),  # the server closed after the last whole packet: the end
+        ("drop", 0, TS_FRAMES // 2, 0, "the connection dropped mid-packet"),
+        ("flaky", 1, TS_FRAMES // 2 + TS_FRAMES, 1, None),  # reopened into the same file
+        ("drop", 1, 2 * (TS_FRAMES // 2), 1, "the connection dropped mid-packet"),
+    ],
+)
+def test_http_live_stream_that_ends_drops_or_comes_back(
+    http_camera, tmp_path, path, reconnect, frames, reconnects, reason
+):
+    source = open_source(f"{http_camera}/{path}.ts")
+    assert source.live and source.format == "mpegts"
+    out = tmp_path / "out.mp4"
+    stats = run_video(source, out, threshold_parse, render, reconnect=reconnect)
+    assert (stats.frames, stats.reconnects) == (frames, reconnects)
+    assert (stats.stop_reason or "").startswith(reason or "")
+    assert (stats.stop_reason is None) == (reason is None)
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == frames

@@ -16,27 +16,33 @@ Each command module is a thin shell, ``main = hydra_command("<config>", <library
        names the key or file and says what to do, no traceback
   3    training diverged (NaN/Inf loss or gradients); the last good checkpoint is kept
   130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM): stopped as on Ctrl-C, ``error: terminated``
   ===  ==================================================================================
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_dir
-from lipnet_pl.errors import NonFiniteLossError, UserError
+from lipnet_pl.errors import NonFiniteLossError, Terminated, UserError
 from lipnet_pl.runtime import quiet_libraries
 
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
+_SIGTERM_RECEIVED = threading.Event()
 
 
 def one_line(message: object) -> str:
@@ -85,7 +91,7 @@ def exit_on_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except UserError as err:
-        _exit(EXIT_USER_ERROR, one_line(err))
+        _exit(EXIT_USER_ERROR, one_line(_worker_message(err)))
     except NonFiniteLossError as err:
         _exit(EXIT_DIVERGED, one_line(err))
     except MissingMandatoryValue as err:
@@ -97,8 +103,47 @@ def exit_on_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if cause is not None and str(cause) and str(cause) not in str(err):
             detail += " (" + one_line(str(cause).split("\n")[0]) + ")"
         _exit(EXIT_USER_ERROR, detail + " (run with --help for the config groups and keys)")
-    except KeyboardInterrupt:
-        _exit(EXIT_INTERRUPTED, "interrupted")
+    except KeyboardInterrupt as err:
+        _exit(*_interruption(err))
+
+
+def _interruption(err: KeyboardInterrupt) -> tuple[int, str]:
+    """Ctrl-C or SIGTERM: paths that stop on Ctrl-C may re-raise a plain KeyboardInterrupt (the
+    video pipeline does), so the flag set by the handler decides too."""
+    if isinstance(err, Terminated) or _SIGTERM_RECEIVED.is_set():
+        return EXIT_TERMINATED, "terminated"
+    return EXIT_INTERRUPTED, "interrupted"
+
+
+def _worker_message(err: BaseException) -> str:
+    """A DataLoader worker's exception is re-raised as a new one of the same type whose message
+    is the worker's traceback: its last line, without the class name, is the message."""
+    text = str(err)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    return last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    _SIGTERM_RECEIVED.set()
+    raise Terminated(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` in the main thread (Python's
+    default would kill the process with no word and no finalised output); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _SIGTERM_RECEIVED.clear()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _SIGTERM_RECEIVED.clear()
 
 
 def _seed(cfg: DictConfig) -> None:
@@ -127,18 +172,35 @@ def hydra_command(
         # exceptions through so the contract above decides (a user's setting is respected).
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
+        started: list[bool] = []
+
         @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
         def hydra_main(cfg: DictConfig) -> Any:
+            started.append(True)
             quiet_libraries()
             _seed(cfg)
             # errors are mapped inside the job: Hydra would otherwise add its own lines
             result = exit_on_errors(task, cfg)
             return objective(result) if objective is not None else None
 
-        return exit_on_errors(hydra_main)
+        with sigterm_stops():
+            try:
+                return exit_on_errors(hydra_main)
+            except OSError as err:
+                if started or err.filename is None:
+                    raise
+                _exit(EXIT_USER_ERROR, _run_dir_message(err))
 
     main.__doc__ = f"Hydra command over conf/{config_name}.yaml calling {task.__qualname__}."
     return main
+
+
+def _run_dir_message(err: OSError) -> str:
+    """Hydra creates the run dir before the job starts: a path it cannot make is the user's."""
+    return (
+        f"cannot create the run dir {err.filename} ({err.strerror or err}): pass "
+        "hydra.run.dir=<a folder you can write> (hydra.sweep.dir with -m)"
+    )
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -153,7 +215,8 @@ def argparse_command(run: Callable[[list[str] | None], int | None]) -> Callable[
 
     def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
-        status = exit_on_errors(run, argv)
+        with sigterm_stops():
+            status = exit_on_errors(run, argv)
         return int(status or 0)
 
     return main

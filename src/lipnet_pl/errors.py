@@ -18,3 +18,9 @@ class CheckpointError(UserError, ValueError):
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradients became NaN/Inf: training stops; the last good checkpoint is kept."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, Kubernetes, a scheduler): stop as on Ctrl-C (outputs finalised,
+    training checkpointed), but exit 143, so logs and orchestrators do not read an interactive
+    interrupt. A KeyboardInterrupt, so every Ctrl-C path handles it."""

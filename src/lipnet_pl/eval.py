@@ -9,7 +9,7 @@ from lipnet_pl.evaluation.evaluate import evaluate, report
 
 def evaluate_and_report(cfg: DictConfig) -> dict:
     results = evaluate(cfg)
-    report(results, cfg.paths.output_dir)
+    report(results, cfg.get("output") or cfg.paths.output_dir)
     return results
 
 

@@ -31,6 +31,7 @@ from lipnet_pl.core.quantize import calibration_batches, quantize_onnx_int8
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
+from lipnet_pl.outputs import writable_dir, writable_file
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
@@ -140,20 +141,23 @@ def check_calibration_root(root) -> None:
 
 
 def output_path(cfg: DictConfig, source: Path) -> Path:
-    """``output=`` or, by default, beside the source: ``<stem>.onnx`` etc."""
+    """``output=`` or, by default, beside the source: ``<stem>.onnx`` etc.; checked writable."""
     if cfg.get("output"):
-        return Path(cfg.output)
-    return source.with_name(source.stem + EXPORT_SUFFIXES[cfg.format])
+        out, key = Path(cfg.output), "output"
+    else:
+        out, key = source.with_name(source.stem + EXPORT_SUFFIXES[cfg.format]), "output (default)"
+    return writable_dir(out, key) if cfg.format == "pretrained" else writable_file(out, key)
 
 
 def export(cfg: DictConfig) -> tuple[Path, list[float]]:
     """Export ``cfg.ckpt_path``; returns the file and the max abs difference of each check."""
     check_export_config(cfg)
+    if cfg.get("output"):  # before the checkpoint is read: a bad output= fails at once
+        output_path(cfg, Path(cfg.output))
     loaded = load_model(cfg.ckpt_path)
     if loaded.format == "onnx":
         raise UserError(f"ckpt_path={cfg.ckpt_path} is already ONNX: export a .ckpt instead")
     out = output_path(cfg, Path(loaded.source))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if cfg.format == "pretrained":
         save_pretrained(loaded.net, loaded.spec, out)
         console.print(f"wrote {out} (safetensors + config.json)")
@@ -174,6 +178,11 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
             export_torchscript(folded, example, partial)
         diffs = check_all(reference, partial, cfg, resolve_check_size(cfg, loaded.spec.input_size))
         os.replace(partial, out)
+    except OSError as err:  # a full disk, a drive that went away
+        raise UserError(
+            f"cannot write {out} ({err.strerror or err}): free space on that drive or pass "
+            f"output=<a path elsewhere>; {out.name}, if it existed, is unchanged"
+        ) from err
     finally:
         partial.unlink(missing_ok=True)
     kind = "dynamic" if cfg.dynamic else "static"

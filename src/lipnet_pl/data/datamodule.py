@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from lipnet_pl.config import plain
 from lipnet_pl.data.classes import ClassInfo
-from lipnet_pl.data.dataset import LIPDataset
+from lipnet_pl.data.dataset import BAD_LABELS, LIPDataset
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_split_message
 from lipnet_pl.data.sampling import EpochSampler
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
@@ -84,6 +84,7 @@ class LIPDataModule(L.LightningDataModule):
         pin_memory: bool | str = "auto",
         synthetic: Mapping | None = None,
         seed: int = 0,
+        bad_labels: str = "error",
     ):
         super().__init__()
         if root is None or str(root).strip() == "":
@@ -106,6 +107,9 @@ class LIPDataModule(L.LightningDataModule):
         self.classes = resolve_classes(num_classes, classes)
         self.num_classes = self.classes.num_classes
         self.skip_bad = bool(skip_bad)
+        if bad_labels not in BAD_LABELS:
+            raise ValueError(f"data.bad_labels={bad_labels!r}: use one of {list(BAD_LABELS)}")
+        self.bad_labels = bad_labels
         self.use_id_files = bool(use_id_files)
         if pin_memory not in (True, False, "auto"):
             raise ValueError(f"data.pin_memory must be true, false or auto, got {pin_memory!r}")
@@ -169,16 +173,22 @@ class LIPDataModule(L.LightningDataModule):
         else:
             self.per_device_val_batch_size = self.per_device_batch_size
         layout = find_layout(self.root, use_id_files=self.use_id_files)
+        checked = {
+            "num_classes": self.num_classes,
+            "ignore_index": self.classes.ignore_index,
+            "bad_labels": self.bad_labels,
+        }
         if stage in (None, "fit"):
             self.train_dataset = LIPDataset(
                 self._split(layout, "train"),
                 self.train_transform,
                 skip_bad=self.skip_bad,
                 seed=self.seed,
+                **checked,
             )
         if stage in (None, "fit", "validate"):
             self.val_dataset = LIPDataset(
-                self._split(layout, "val"), self.eval_transform, skip_bad=self.skip_bad
+                self._split(layout, "val"), self.eval_transform, skip_bad=self.skip_bad, **checked
             )
         if stage in ("test", "predict") or (stage is None and "test" in layout):
             self.test_dataset = LIPDataset(

@@ -27,6 +27,19 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+BAD_LABELS = ("error", "ignore")
+"""``data.bad_labels``: what a label value outside the classes does."""
+
+
+def invalid_values(num_classes: int, ignore_index: int) -> np.ndarray:
+    """256 flags, true for the uint8 label values that are neither a class nor ignore."""
+    invalid = np.ones(256, dtype=bool)
+    invalid[: max(0, min(int(num_classes), 256))] = False
+    if 0 <= int(ignore_index) < 256:
+        invalid[int(ignore_index)] = False
+    return invalid
+
+
 class DataFileError(UserError, ValueError):
     """A LIP file that cannot be used; ``paths`` names the offending file(s)."""
 
@@ -131,6 +144,12 @@ class LIPDataset(Dataset):
     Keys are indices, or ``(epoch, index)`` pairs (:class:`~lipnet_pl.data.sampling.EpochSampler`):
     then the transform's randomness is seeded from ``(seed, epoch, index)``, so a sample's
     augmentation does not depend on the worker, the process or a resumed run.
+
+    With ``num_classes``, every label is checked as it is loaded (in the workers: one bincount
+    of the uint8 map, no pass over the dataset at start-up): a value that is neither a class nor
+    ``ignore_index`` is a :class:`DataFileError` naming the file, or, with
+    ``bad_labels="ignore"``, becomes ``ignore_index`` with a warning naming the file. Without
+    the check the loss would fail far from the cause (on a GPU: a device-side assert).
     """
 
     def __init__(
@@ -140,8 +159,14 @@ class LIPDataset(Dataset):
         with_labels: bool | None = None,
         skip_bad: bool = False,
         seed: int = 0,
+        num_classes: int | None = None,
+        ignore_index: int = 255,
+        bad_labels: str = "error",
     ):
         self.files = files
+        self.num_classes, self.ignore_index = num_classes, int(ignore_index)
+        self.bad_labels = bad_labels
+        self._invalid = None if num_classes is None else invalid_values(num_classes, ignore_index)
         self.seed = int(seed)
         self.transform = transform
         self.with_labels = files.labelled if with_labels is None else with_labels
@@ -182,8 +207,30 @@ class LIPDataset(Dataset):
                     image_path,
                     label_path,
                 )
-            sample["mask"] = tv_tensors.Mask(mask)
+            sample["mask"] = tv_tensors.Mask(self._check_values(mask, label_path))
         return sample
+
+    def _check_values(self, mask: torch.Tensor, path: Path) -> torch.Tensor:
+        if self._invalid is None:
+            return mask
+        counts = np.bincount(mask.numpy().ravel(), minlength=256)
+        bad = np.flatnonzero(counts * self._invalid).tolist()
+        if not bad:
+            return mask
+        n, ignore = self.num_classes, self.ignore_index
+        if self.bad_labels == "ignore":
+            warnings.warn(
+                f"label {path}: values {bad} outside the {n} classes set to {ignore} (ignored; "
+                "data.bad_labels=ignore)",
+                stacklevel=3,
+            )
+            return mask.masked_fill(torch.from_numpy(self._invalid)[mask.long()], ignore)
+        raise DataFileError(
+            f"label {path} has values {bad} outside the {n} classes (0..{n - 1}, {ignore} = "
+            f"ignore): fix the file, set data.num_classes (and data.classes) to the classes the "
+            "labels use, or data.bad_labels=ignore to ignore those pixels",
+            path,
+        )
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = key if isinstance(key, tuple) else (None, key)

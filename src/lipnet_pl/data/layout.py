@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lipnet_pl.data.media import IMAGE_SUFFIXES
+
 SPLITS = ("train", "val", "test")
 # The one home of LIP's folder and file names (as the official zips unpack them).
 IMAGE_DIR = {"train": "train_images", "val": "val_images", "test": "testing_images"}
@@ -34,7 +36,6 @@ IMAGE_DIRS = {
 }
 LABEL_DIRS = {split: ((LABEL_DIR[split],) if split in LABEL_DIR else ()) for split in SPLITS}
 FLAT_DIRS = (*IMAGE_DIR.values(), *LABEL_DIR.values())
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_SUFFIXES = (".png",)
 MAX_DEPTH = 3
 README_HINT = (

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lipnet_pl.core.viz import denormalize, panel
 
@@ -38,6 +39,14 @@ class StepCheckpoint(ModelCheckpoint):
         kwargs.setdefault("save_top_k", 0)
         kwargs.setdefault("save_last", True)
         super().__init__(every_n_train_steps=every_n_train_steps, **kwargs)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """On SIGTERM Lightning stops at the end of a batch: save there, so the relaunched run
+        resumes at that step rather than at the last periodic save."""
+        super().on_exception(trainer, pl_module, exception)
+        stopped = isinstance(exception, SIGTERMException) and not trainer.sanity_checking
+        if stopped and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class ThroughputMonitor(Callback):

@@ -26,6 +26,7 @@ from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.writer import PredictionWriter
+from lipnet_pl.outputs import writable_dir
 from lipnet_pl.training.run import build_datamodule, build_trainer
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
-    out_dir = Path(cfg.paths.output_dir)
+    key = "output" if cfg.get("output") else "paths.output_dir"
+    out_dir = writable_dir(cfg.get("output") or cfg.paths.output_dir, key)
     loaded = select_backend(load_model(cfg.ckpt_path), str(cfg.backend), "cpu", out_dir)
     spec = loaded.spec
     check_classes(cfg, spec)
@@ -71,7 +73,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         mean=list(spec.mean),
         std=list(spec.std),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [ProgressBar(), ValidationPanels(int(cfg.get("log_images", 4)))]
     if cfg.get("save_predictions"):
         callbacks.append(PredictionWriter(out_dir / "predictions"))

@@ -19,9 +19,8 @@ from PIL import Image
 
 from lipnet_pl.core.viz import colorize, legend, overlay
 from lipnet_pl.data.classes import ClassInfo
+from lipnet_pl.data.media import describe, is_media
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".ts", ".m4v")
 OUTPUT_KINDS = ("labels", "color", "overlay", "legend")
 
 
@@ -33,6 +32,8 @@ class PredictReport:
     videos: int = 0
     frames: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    ignored: int = 0  # files in input folders that are neither images nor videos
+    stopped: list[str] = field(default_factory=list)  # live sources that dropped or timed out
     video_stats: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -41,14 +42,6 @@ class PredictReport:
 
     def fail(self, path: Path | str, reason: str) -> None:
         self.failed.append((str(path), reason))
-
-
-def supported() -> str:
-    return f"images {' '.join(IMAGE_EXTENSIONS)}; videos {' '.join(VIDEO_EXTENSIONS)}"
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
 def is_stream(spec: str) -> bool:
@@ -60,9 +53,10 @@ def is_stream(spec: str) -> bool:
 def collect_inputs(inputs: Iterable[str], report: PredictReport) -> list[tuple[str, Path]]:
     """Files, folders (searched recursively) and streams -> (source, output name) pairs.
 
-    Unusable entries are recorded in ``report`` (the run goes on with the others).
+    Unusable entries are recorded in ``report`` (the run goes on with the others); files in a
+    folder that are neither images nor videos (a ``.txt`` list, ``.DS_Store``) are only counted
+    in ``report.ignored``: a folder of photos often holds them, and they are not failures.
     """
-    usable_ext = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     found: list[tuple[str, Path]] = []
     for raw in inputs:
         raw = str(raw)
@@ -72,20 +66,18 @@ def collect_inputs(inputs: Iterable[str], report: PredictReport) -> list[tuple[s
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            for p in files:
-                if p.suffix.lower() in usable_ext:
-                    found.append((str(p), p.relative_to(path)))
-                else:
-                    report.fail(p, f"unknown extension {p.suffix or '(none)'!r}: use {supported()}")
-            if not any(p.suffix.lower() in usable_ext for p in files):
-                report.fail(path, f"folder has no images or videos ({supported()})")
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            media = [p for p in files if is_media(p) and not p.name.startswith(".")]
+            report.ignored += len(files) - len(media)
+            found.extend((str(p), p.relative_to(path)) for p in media)
+            if not media:
+                report.fail(path, f"folder has no images or videos ({describe()})")
         elif path.is_file():
-            if path.suffix.lower() in usable_ext:
+            if is_media(path):
                 found.append((str(path), Path(path.name)))
             else:
                 report.fail(
-                    path, f"unknown extension {path.suffix or '(none)'!r}: use {supported()}"
+                    path, f"unknown extension {path.suffix or '(none)'!r}: use {describe()}"
                 )
         else:
             report.fail(path, "no such file or folder: check input=")

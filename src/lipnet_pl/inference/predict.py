@@ -25,8 +25,10 @@ from lipnet_pl.core.spec import ModelSpec
 from lipnet_pl.core.tta import tta_config
 from lipnet_pl.core.viz import legend, overlay
 from lipnet_pl.data.dataset import DataFileError, decode_image
+from lipnet_pl.data.media import is_video
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.files import PredictReport, collect_inputs, is_video, save_outputs
+from lipnet_pl.inference.files import PredictReport, collect_inputs, save_outputs
+from lipnet_pl.outputs import writable_dir
 from lipnet_pl.runtime import resolve_device
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
@@ -123,16 +125,20 @@ def predict_video(
             max_frames=video.get("max_frames"),
             codec=str(video.codec),
             on_progress=lambda st: progress.update(task, completed=st.frames),
+            reconnect=int(video.get("reconnect") or 0),
         )
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
     Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
     console.print(
-        f"{source}: {stats.frames} frames ({stats.dropped} dropped) -> {stats.output} | "
+        f"{source}: {stats.frames} frames ({stats.dropped} dropped"
+        f"{f', {stats.reconnects} reconnects' if stats.reconnects else ''}) -> {stats.output} | "
         f"isolated model FPS: {isolated:.1f} | end-to-end FPS: {stats.end_to_end_fps:.1f}"
     )
     if stats.interrupted:  # the file is finalised; stop like any Ctrl-C
         raise KeyboardInterrupt
     return {
+        "stop_reason": stats.stop_reason,
+        "reconnects": stats.reconnects,
         "frames": stats.frames,
         "dropped": stats.dropped,
         "end_to_end_fps": stats.end_to_end_fps,
@@ -140,6 +146,16 @@ def predict_video(
         "isolated_model_fps": isolated,
         "output": str(stats.output),
     }
+
+
+def stopped_message(source: str, stats: dict[str, Any]) -> str:
+    """One line for a live source that dropped or timed out: frames kept, why, what to try."""
+    where = f"written to {stats['output']}" if stats["frames"] else "no output written"
+    retried = f" after {stats['reconnects']} reconnects" if stats["reconnects"] else ""
+    return (
+        f"{source}: the stream stopped after {stats['frames']} frames ({where}): "
+        f"{stats['stop_reason']}{retried}; video.reconnect=N reopens a dropped stream N times"
+    )
 
 
 def run_predict(cfg: DictConfig) -> PredictReport:
@@ -152,7 +168,10 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         torch.set_num_threads(int(cfg.num_threads))
     inputs = plain(cfg.input)
     inputs = inputs if isinstance(inputs, list) else [inputs]
-    output = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "predictions"
+    if cfg.get("output"):
+        output = writable_dir(cfg.output, "output")
+    else:
+        output = writable_dir(Path(cfg.paths.output_dir) / "predictions", "paths.output_dir")
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
@@ -170,6 +189,8 @@ def run_predict(cfg: DictConfig) -> PredictReport:
     files = collect_inputs(inputs, report)
     for source, reason in report.failed:
         console.print(f"[red]skipped[/red] {source}: {reason}")
+    if report.ignored:
+        console.print(f"ignored {report.ignored} files that are neither images nor videos")
     images = [(s, r) for s, r in files if not is_video(Path(r))]
     videos = [(s, r) for s, r in files if is_video(Path(r))]
     save = plain(cfg.save) if cfg.get("save") else {}
@@ -187,10 +208,14 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         report.videos += 1
         report.frames += stats["frames"]
         report.video_stats[source] = stats
+        if stats["stop_reason"]:
+            report.stopped.append(stopped_message(source, stats))
     console.print(
         f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
-        f"{output}; {len(report.failed)} failed"
+        f"{output}; {len(report.failed)} failed, {report.ignored} ignored (not images or videos)"
     )
+    if report.stopped:  # the outputs are written; the run still failed
+        raise UserError("; ".join(report.stopped))
     if report.succeeded == 0:
         raise UserError(
             f"nothing was predicted: all {len(report.failed)} inputs failed (see above); "

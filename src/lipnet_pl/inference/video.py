@@ -11,6 +11,10 @@ supervises: it reports progress, turns Ctrl-C into a clean stop, and re-raises a
 with the worker's traceback. Whatever ends the run (end of stream, ``max_frames``, Ctrl-C, an
 error), the encoder is flushed and the container closed, so the output file is always playable.
 
+A live source that stops is not an exception: the end of the stream ends the run, and a dropped
+connection or a timeout ends it with ``stats.stop_reason`` saying why, or, with ``reconnect=N``,
+reopens the source up to N times (short back-off) and goes on into the same output file.
+
 Nothing here knows about Hydra, checkpoints or torch: ``parse`` maps RGB frames to label maps,
 ``render`` maps (frame, labels) to the output frame.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import stat
 import sys
 import threading
@@ -28,11 +33,13 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import av
+import av.logging
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -51,6 +58,9 @@ ENCODER_OPTIONS: dict[str, dict[str, str]] = {
     "libx265": {"preset": "ultrafast", "tune": "zerolatency"},
 }
 FALLBACK_CODEC = "mpeg4"  # in every FFmpeg build, unlike libx264 (GPL)
+TS_PACKET_SIZE = 188
+# FFmpeg's http reader on a connection closed without a Content-Length (how live streams end)
+_PREMATURE_END = re.compile(r"Stream ends prematurely at (\d+)")
 
 Parse = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 Render = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -73,10 +83,19 @@ class VideoSource:
     avoids by dropping frames.
     """
 
-    def __init__(self, spec: str, container, live: bool, kind: str):
+    def __init__(
+        self,
+        spec: str,
+        container,
+        live: bool,
+        kind: str,
+        reopen: Callable[[], VideoSource] | None = None,
+    ):
         self.spec = spec
         self.live = live
         self.kind = kind  # "file" | "url" | "device" | "pipe"
+        self.reopen = reopen  # a fresh VideoSource of the same spec and options (reconnecting)
+        self.format = container.format.name
         self._container = container
         self._stream = container.streams.video[0]
         rate = self._stream.average_rate or self._stream.guessed_rate
@@ -193,6 +212,8 @@ def open_source(
     name = spec if isinstance(spec, int) else os.fspath(spec)
     if kind == "url" and timeout is None:
         timeout = NETWORK_TIMEOUT
+    if kind == "url":
+        _keep_ffmpeg_errors()
     try:
         container = av.open(
             url, format=format or demuxer, options=dict(options or {}), timeout=timeout
@@ -207,7 +228,30 @@ def open_source(
     if is_live is None:
         video = container.streams.video[0]
         is_live = container.duration is None and not video.frames
-    return VideoSource(str(name), container, bool(is_live if live is None else live), kind)
+    reopen = partial(open_source, spec, format=format, options=options, live=live, timeout=timeout)
+    return VideoSource(str(name), container, bool(is_live if live is None else live), kind, reopen)
+
+
+def _keep_ffmpeg_errors() -> None:
+    """PyAV adds FFmpeg's last error line (``Stream ends prematurely at N``: how far a network
+    read got) to its exceptions only while its log callback is installed. At level PANIC it
+    records errors without printing anything (a level the user set is kept)."""
+    if av.logging.get_level() is None:
+        av.logging.set_level(av.logging.PANIC)
+
+
+def stop_reason(err: Exception, source: VideoSource) -> str | None:
+    """Why a live source's read failed, or None when the source ENDED: a server that closes the
+    connection (no Content-Length) after a whole MPEG-TS packet has ended its stream (FFmpeg
+    still reports an I/O error); mid-packet, the connection dropped."""
+    text = str(err)
+    premature = _PREMATURE_END.search(text)
+    if premature is None:
+        return text.split("; last error log")[0]
+    at = int(premature.group(1))
+    if source.format != "mpegts" or at % TS_PACKET_SIZE == 0:
+        return None
+    return f"the connection dropped mid-packet after {at} bytes"
 
 
 @dataclass
@@ -221,6 +265,8 @@ class VideoStats:
     model_seconds: float = 0.0
     classes_seen: set[int] = field(default_factory=set)
     interrupted: bool = False  # ended by Ctrl-C: the caller should stop too
+    stop_reason: str | None = None  # a live source dropped or timed out (None: it ended)
+    reconnects: int = 0  # times a dropped live source was reopened
     live: bool = False
     realtime: bool = False  # dropping was on (realtime=True and a live source)
     fps: Fraction = Fraction(25)  # the source's frame rate, used for the output
@@ -414,6 +460,7 @@ def run_video(
     max_frames: int | None = None,
     codec: str = "libx264",
     on_progress: Callable[[VideoStats], None] | None = None,
+    reconnect: int = 0,
 ) -> VideoStats:
     """Decode ``source``, ``parse`` batches of frames, ``render`` and encode them to
     ``output_path``, concurrently; returns what was done. The source is closed at the end.
@@ -427,17 +474,22 @@ def run_video(
     end of the stream (``stats.interrupted`` is set, frames not yet encoded are discarded); an
     exception in a worker (or in ``on_progress``, called about 10 times a second from the calling
     thread) stops every thread, closes the output and is re-raised here with its traceback.
+    A live source that drops or times out ends the run with ``stats.stop_reason`` set, unless
+    ``reconnect`` (N reopenings with back-off) brings it back.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    if reconnect < 0:
+        raise ValueError(f"reconnect must be >= 0, got {reconnect}")
     output_path = Path(output_path)
     if not output_path.parent.is_dir():
         raise ValueError(f"cannot write {output_path}: folder {output_path.parent} does not exist")
     if not isinstance(source, VideoSource):
         source = open_source(source)
     pipeline = _Pipeline(source, _Writer(output_path, source.fps, codec), parse, render)
+    pipeline.reconnect = int(reconnect)
     return pipeline.run(batch_size, bool(realtime and source.live), max_frames, on_progress)
 
 
@@ -451,6 +503,8 @@ class _Pipeline:
         self.enough = threading.Event()  # max_frames reached: the reader stops reading
         self.errors: list[BaseException] = []
         self.start = time.perf_counter()
+        self.reconnect = 0  # reopenings allowed for a dropped live source
+        self.read_count = 0  # frames read, over every (re)opening of the source
 
     def run(
         self, batch_size: int, dropping: bool, max_frames: int | None, on_progress
@@ -484,20 +538,59 @@ class _Pipeline:
         return stats
 
     def read(self) -> None:
+        source: VideoSource | None = self.source
         try:
-            for frame in self.source:
-                if self.enough.is_set() or not self.frames_in.put(frame):
-                    break
-                last = self.max_frames is not None and frame.index + 1 >= self.max_frames
-                if not self.dropping and last:
-                    break
-        except Exception:
-            if not (self.enough.is_set() or self.stop.is_set()):
-                raise
-            log.debug("read error after the run ended, ignored", exc_info=True)
+            while (reason := self.pump(source)) is not None:
+                source.close()
+                source = self.reopen(source, reason)
+                if source is None:
+                    return
         finally:
             self.frames_in.close()
-            self.source.close()
+            if source is not None:
+                source.close()
+
+    def pump(self, source: VideoSource) -> str | None:
+        """Feed ``source``'s frames to the parser; why a live source stopped (None: it ended,
+        or the run no longer wants frames)."""
+        try:
+            for frame in source:
+                frame = frame._replace(index=self.read_count)  # counted over reopenings
+                self.read_count += 1
+                if self.enough.is_set() or not self.frames_in.put(frame):
+                    return None
+                last = self.max_frames is not None and self.read_count >= self.max_frames
+                if not self.dropping and last:
+                    return None
+        except (av.FFmpegError, OSError) as err:
+            if self.enough.is_set() or self.stop.is_set():
+                log.debug("read error after the run ended, ignored", exc_info=True)
+                return None
+            if not source.live:
+                raise
+            return stop_reason(err, source)
+        return None
+
+    def reopen(self, source: VideoSource, reason: str) -> VideoSource | None:
+        """``source`` reopened after a drop, with back-off, within ``reconnect`` attempts; None
+        (and ``stats.stop_reason``) when it stays down or the run stops meanwhile."""
+        while self.stats.reconnects < self.reconnect and source.reopen is not None:
+            self.stats.reconnects += 1
+            log.warning(
+                "%s: %s; reconnecting (%d of %d)",
+                source.spec,
+                reason,
+                self.stats.reconnects,
+                self.reconnect,
+            )
+            if self.stop.wait(min(0.5 * 2 ** (self.stats.reconnects - 1), 5.0)):
+                return None
+            try:
+                return source.reopen()
+            except ValueError as err:
+                reason = str(err)
+        self.stats.stop_reason = reason
+        return None
 
     def infer(self) -> None:
         count, limit = 0, self.max_frames

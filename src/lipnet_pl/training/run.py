@@ -24,7 +24,7 @@ from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, find_c
 from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
 from lipnet_pl.engine.guard import NonFiniteGuard
 from lipnet_pl.engine.module import SegmentationModule
-from lipnet_pl.errors import UserError
+from lipnet_pl.errors import Terminated, UserError
 from lipnet_pl.models.summary import count_gflops, count_parameters
 
 log = logging.getLogger(__name__)
@@ -246,20 +246,40 @@ def _describe(module, dm) -> None:
 
 
 def _fit(trainer, module, dm, ckpt_path) -> None:
-    """``trainer.fit``, with Ctrl-C kept a KeyboardInterrupt (the command layer: exit 130).
+    """``trainer.fit``, with Ctrl-C kept a KeyboardInterrupt (the command layer: exit 130) and
+    SIGTERM a :class:`~lipnet_pl.errors.Terminated` (exit 143).
 
     On Ctrl-C Lightning shuts down, sets SIGINT to "ignore" and calls ``sys.exit(1)``: a
     scheduler would read that as a crash, and a notebook or test would be left deaf to Ctrl-C.
+    On SIGTERM Lightning finishes the batch, checkpoints (``StepCheckpoint``) and exits.
     """
     previous = signal.getsignal(signal.SIGINT)
+    previous_term = signal.getsignal(signal.SIGTERM)
+    if callable(previous_term):  # the command's handler: Lightning calls it after its own
+        signal.signal(signal.SIGTERM, _unless_lightning_stops(trainer, previous_term))
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except SystemExit as exit_:
+        if trainer.received_sigterm:
+            raise Terminated("training terminated") from exit_
         if trainer.interrupted:
             raise KeyboardInterrupt("training interrupted") from exit_
         raise
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _unless_lightning_stops(trainer, handler):
+    """SIGTERM handler for the fit: while Lightning's own handler is installed (it runs first
+    and sets ``received_sigterm``), Lightning stops at the end of the batch; otherwise (setup,
+    teardown) ``handler`` stops the command at once."""
+
+    def on_sigterm(signum, frame) -> None:
+        if not trainer.received_sigterm:
+            handler(signum, frame)
+
+    return on_sigterm
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
