@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.errors import UserError
+from lipnet_pl.precision import trainer_precision
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
 
     trainer_cfg = plain(cfg.trainer)
     trainer_cfg.setdefault("enable_model_summary", False)
+    trainer_cfg["precision"] = trainer_precision(
+        trainer_cfg.get("precision"), trainer_cfg.get("accelerator")
+    )
     plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
     with config_errors("trainer"):
         return hydra.utils.instantiate(
