@@ -216,6 +216,7 @@ def test_cuda_without_a_cuda_provider_warns_and_runs_on_cpu(onnx_files):
     with pytest.warns(UserWarning, match="CUDAExecutionProvider"):
         net = OnnxRuntimeNet(onnx_files["dynamic"], device="cuda")
     assert net.providers == ["CPUExecutionProvider"]
+    assert net.device == torch.device("cpu")  # where it runs, not what was asked for
     assert np.isfinite(net(torch.randn(1, 3, 64, 64)).numpy()).all()
 
 
