@@ -35,7 +35,9 @@ def load_spy(monkeypatch):
 
 def test_predict_loads_the_model_on_its_device(load_spy, monkeypatch, tmp_path):
     monkeypatch.setattr(predict_run, "resolve_device", lambda name: torch.device("cuda"))
-    cfg = compose("predict", ["ckpt_path=model.onnx", "input=x.jpg", f"paths.output_dir={tmp_path}"])
+    cfg = compose(
+        "predict", ["ckpt_path=model.onnx", "input=x.jpg", f"paths.output_dir={tmp_path}"]
+    )
     with pytest.raises(Loaded):
         predict_run.run_predict(cfg)
     assert load_spy == ["cuda"]

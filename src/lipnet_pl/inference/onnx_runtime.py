@@ -135,10 +135,17 @@ class OnnxRuntimeNet(nn.Module):
             warning when this onnxruntime build has none; ``self.device`` then says ``cpu``:
             it is where the session runs).
         threads: intra-op threads; default: ``torch.get_num_threads()``, like the torch path.
+        spinning: let ONNX Runtime's idle threads busy-wait for the next run (its default).
+            Off here: in a process that also runs torch (pre/post-processing, TTA, another
+            backend) the spinning threads take the cores torch needs (docs/benchmarks.md).
     """
 
     def __init__(
-        self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+        self,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        spinning: bool = False,
     ):
         super().__init__()
         if threads is not None and (
@@ -148,6 +155,7 @@ class OnnxRuntimeNet(nn.Module):
         self.path = Path(path)
         self.device = _device(device)
         self.threads = threads
+        self.spinning = bool(spinning)
         meta = read_metadata(self.path)  # FileNotFoundError / ValueError before a session exists
         self.spec: ModelSpec | None = read_spec(self.path) if SPEC_KEY in meta else None
         self._start()
@@ -157,6 +165,9 @@ class OnnxRuntimeNet(nn.Module):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        if not self.spinning:  # idle threads sleep: they would take the cores from torch
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers: list = ["CPUExecutionProvider"]
         if self.device.type == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():
