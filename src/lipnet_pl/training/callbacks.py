@@ -114,6 +114,11 @@ class ThroughputMonitor(Callback):
     def images_per_second(self) -> float | None:
         return self.images / self.seconds if self.seconds > 0 else None
 
+    @property
+    def steps(self) -> int:
+        """Training steps this process ran (a resumed, finished run: 0)."""
+        return self._steps_seen
+
 
 class ValidationPanels(Callback):
     """image | ground truth | prediction rows of the first ``num_images`` validation images.

@@ -220,6 +220,7 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "last_val": {k: v for k, v in (module.last_val_results or {}).items() if k != "confmat"},
         "train_images_per_s": None if throughput is None else throughput.images_per_second,
         "peak_gpu_mem_mib": None if throughput is None else throughput.peak_gpu_mem_mib,
+        "steps_this_run": None if throughput is None else throughput.steps,
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
         "best_ckpt": best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else None,
