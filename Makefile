@@ -62,8 +62,8 @@ demo: $(STAMP) ## Synthetic LIP data -> train on CPU -> evaluate -> predict -> f
 bench: $(STAMP) ## Throughput per backend (PyTorch, ONNX Runtime fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
 	$(PY) -m lipnet_pl.bench $(BENCH_ARGS)
 
-gpu-check: $(STAMP) ## Every CUDA path (bench, bf16 training, eval/predict, ONNX, DDP) -> outputs/gpu_check/gpu_check.md
-	$(PY) -m lipnet_pl.benchmark.gpu_check $(GPU_CHECK_ARGS)
+gpu-check: $(STAMP) ## CUDA paths, quick profile (GPU_CHECK_ARGS="--profile full" for all) -> outputs/gpu_check/<date>/gpu_check.md
+	$(PY) -m lipnet_pl.workflows.gpu_check $(GPU_CHECK_ARGS)
 
 clean: ## Remove run outputs (keeps .venv and .venv-min)
 	rm -rf outputs multirun wandb lightning_logs bench_results demo_output .pytest_cache

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 import torch
 
+from lipnet_pl.benchmark import suite
 from lipnet_pl.benchmark.report import best_lines
-from lipnet_pl.benchmark.runners import Case, ModelInfo, Result, make_result
-from lipnet_pl.benchmark.suite import run, selected_models
-from lipnet_pl.benchmark.timing import PeakMemory, time_calls
+from lipnet_pl.benchmark.runners import (
+    Case,
+    ModelInfo,
+    Result,
+    RoundSettings,
+    Variant,
+    make_result,
+    measure_group,
+)
+from lipnet_pl.benchmark.suite import bench_settings, run, selected_models
+from lipnet_pl.benchmark.timing import PeakMemory, interleaved_rounds, median_ci, time_calls
 from lipnet_pl.config import compose
 from lipnet_pl.errors import UserError
 
@@ -20,12 +30,12 @@ TINY = [
     "models=[lipnet]",
     "size=64",
     "device=cpu",
-    "cpu.repeats=1",
+    "cpu.min_rounds=2",
+    "cpu.max_rounds=2",
     "cpu.warmup=0",
     "cpu.compile=[]",
     "cpu.train_repeats=1",
     "cpu.batch_sizes=[1,2]",
-    "speedup_pairs=2",
     "onnxruntime.int8=[lipnet]",
     "onnxruntime.calibration_batches=2",
 ]
@@ -56,21 +66,28 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
         r"\(fp32, batch 2, interleaved steps\), \d+\.\d\dx",
         meta["layout_lines"][0],
     )
-    assert md[-1] == f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"
     assert re.fullmatch(
-        r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32", md[-2]
+        rf"fast-path speed-up: {meta['fast_path_speedup']:.2f}x \(95 % CI \d+\.\d\d-\d+\.\d\d\)",
+        md[-1],
+    )
+    assert re.fullmatch(
+        r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32 "
+        r"\(95 % CI \d+\.\d\d-\d+\.\d\d\)",
+        md[-2],
     )
     png = (tmp_path / "best_backend.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_best_line_names_the_fastest_backend_and_its_gain_over_eager():
+def test_best_line_names_the_fastest_backend_and_its_gain_from_the_same_rounds():
     info = ModelInfo("lipnet", 3.96, 32.8)
     mem = PeakMemory(torch.device("cpu"))
+    load = [1.0, 1.2, 1.0, 1.5, 1.0, 1.0, 1.1, 1.0]  # per round: the same for every variant
 
     def row(backend, variant, ms, batch=1):
         case = Case(info, torch.device("cpu"), "fp32", batch, (473, 473), 0, 1)
-        return make_result(case, "inference", backend, variant, [ms], mem)
+        times = [ms * f for f in load]
+        return make_result(case, "inference", backend, variant, times, mem, round_ms=times)
 
     rows = [
         row("pytorch", "eager", 100.0),
@@ -79,7 +96,8 @@ def test_best_line_names_the_fastest_backend_and_its_gain_over_eager():
         row("onnxruntime", "int8", 5.0, batch=4),  # other batch sizes do not count
     ]
     assert best_lines(rows) == [
-        "best lipnet: 25.0 img/s at batch 1 (onnxruntime int8), 2.50x over PyTorch eager fp32"
+        "best lipnet: 25.0 img/s at batch 1 (onnxruntime int8 CPU), 2.50x over PyTorch eager "
+        "fp32 (95 % CI 2.50-2.50)"
     ]
     assert isinstance(rows[0], Result) and rows[0].images_per_s == pytest.approx(10.0)
 
@@ -103,3 +121,127 @@ def test_peak_memory_sees_a_large_allocation():
         block = torch.ones(64, 2**20, dtype=torch.uint8)  # 64 MiB, touched
         block.add_(1)
     assert mem.mib is not None and mem.mib > 48
+
+
+def test_median_ci_from_order_statistics():
+    med, low, high = median_ci([float(v) for v in range(1, 21)])
+    assert (med, low, high) == (10.5, 6.0, 15.0)  # ranks 6 and 15 of 20 (binomial, 95 %)
+    assert median_ci([3.0, 1.0, 2.0]) == (2.0, 1.0, 3.0)
+
+
+def test_rounds_interleave_and_stop_when_every_ci_is_tight():
+    order = []
+    steady = interleaved_rounds(
+        {"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+        torch.device("cpu"),
+        min_rounds=3,
+        max_rounds=1000,
+        tolerance=10.0,  # any spread: converged at min_rounds
+        time_cap_s=60,
+    )
+    assert steady.converged and order == ["a", "b"] * 3
+    calls = []
+
+    def noisy():  # alternately fast and 2 ms slow: the median's interval never tightens
+        calls.append(1)
+        time.sleep(0.002 * (len(calls) % 2))
+
+    capped = interleaved_rounds(
+        {"a": noisy}, torch.device("cpu"), 3, 1000, tolerance=0.05, time_cap_s=0.1
+    )
+    assert not capped.converged and 3 <= len(capped.times["a"]) < 1000
+
+
+def variant(name, call):
+    return Variant("pytorch", name, call, torch.device("cpu"))
+
+
+def test_an_oom_case_is_a_row_and_the_others_are_measured():
+    def oom():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    case = Case(ModelInfo("lipnet", 4.0, 33.0), torch.device("cpu"), "fp32", 64, (8, 8), 1, 0)
+    rows = measure_group(
+        case,
+        {"eager": variant("eager", oom), "fast": variant("fast", lambda: None)},
+        RoundSettings(min_rounds=3, max_rounds=3, tolerance=0.05, time_cap_s=10),
+    )
+    by = {r.variant: r for r in rows}
+    assert by["eager"].note == "OOM" and not by["eager"].ok and by["eager"].rounds == 0
+    assert by["fast"].ok and by["fast"].rounds == 3 and by["fast"].median_ms >= 0
+
+
+def test_peak_memory_of_a_row_excludes_the_warmup():
+    calls = []
+
+    def first_call_allocates():  # like cuDNN workspaces / compilation in the first calls
+        calls.append(1)
+        if len(calls) == 1:
+            torch.ones(128, 2**20, dtype=torch.uint8).add_(1)
+
+    case = Case(ModelInfo("m", 1.0, 1.0), torch.device("cpu"), "fp32", 1, (8, 8), 1, 0)
+    (row,) = measure_group(
+        case, {"eager": variant("eager", first_call_allocates)}, RoundSettings(2, 2, 0.05, 10)
+    )
+    assert row.peak_mem_mib is not None and row.peak_mem_mib < 32
+
+
+def test_bench_settings_restore_threads_and_tf32(tmp_path):
+    flags = (
+        torch.get_num_threads(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    with bench_settings(bench_cfg(tmp_path, "threads=1"), torch.device("cuda")):
+        assert torch.get_num_threads() == 1 and torch.backends.cuda.matmul.allow_tf32
+        assert torch._dynamo.config.fail_on_recompile_limit_hit
+    assert flags == (
+        torch.get_num_threads(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    assert not torch._dynamo.config.fail_on_recompile_limit_hit
+
+
+@pytest.fixture
+def cheap_compile(monkeypatch):
+    """torch.compile through Dynamo with the ``eager`` backend: the same code caches and
+    recompile limits as inductor, without minutes of C++ compilation."""
+    real = suite.make_fast
+
+    def make_fast(model, *, compile=False, compile_mode=None, dynamic=None, **kwargs):
+        net = real(model, **kwargs)
+        return torch.compile(net, backend="eager", dynamic=dynamic) if compile else net
+
+    monkeypatch.setattr(suite, "make_fast", make_fast)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+
+
+COMPILED = [
+    "models=[lipnet,lipnet_rt]",
+    "cpu.compile=true",
+    "onnxruntime.enabled=false",
+    "train_step=false",
+    "plot=false",
+]
+
+
+@pytest.mark.slow
+def test_every_model_gets_its_own_compile_cache(cheap_compile, tmp_path):
+    with torch._dynamo.config.patch(recompile_limit=2):  # 2 models x 2 batch sizes
+        results, _ = run(bench_cfg(tmp_path, *COMPILED), tmp_path)
+    compiled = [r for r in results if r.variant == "fast+compile"]
+    assert len(compiled) == 4 and all(r.ok for r in compiled)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 4  # none ran eagerly
+
+
+@pytest.mark.slow
+def test_a_recompile_limit_hit_is_an_error_in_the_row(cheap_compile, tmp_path):
+    with torch._dynamo.config.patch(recompile_limit=1):
+        results, _ = run(bench_cfg(tmp_path, *COMPILED, "only=[lipnet]"), tmp_path)
+    rows = {r.batch: r for r in results if r.variant == "fast+compile"}
+    assert rows[1].ok and rows[2].note.startswith("error: ") and "limit" in rows[2].note
+    assert all(r.ok for r in results if r.variant != "fast+compile")

@@ -216,6 +216,7 @@ def test_cuda_without_a_cuda_provider_warns_and_runs_on_cpu(onnx_files):
     with pytest.warns(UserWarning, match="CUDAExecutionProvider"):
         net = OnnxRuntimeNet(onnx_files["dynamic"], device="cuda")
     assert net.providers == ["CPUExecutionProvider"]
+    assert net.device == torch.device("cpu")  # where it runs, not what was asked for
     assert np.isfinite(net(torch.randn(1, 3, 64, 64)).numpy()).all()
 
 
@@ -234,3 +235,12 @@ def test_cuda_provider_returns_logits_on_the_input_device(tiny_net, onnx_files):
     assert got.device.type == "cuda"
     agree = (got.cpu().argmax(1) == expected.argmax(1)).float().mean().item()
     assert agree >= 0.999
+
+
+def test_forward_binds_torch_memory_instead_of_copying_through_numpy(onnx_files, monkeypatch):
+    net = OnnxRuntimeNet(onnx_files["dynamic"])
+    x = torch.randn(2, 3, 64, 64)
+    expected = net(x)
+    monkeypatch.setattr(net.session, "run", lambda *a, **k: pytest.fail("host numpy round trip"))
+    got = net(x)
+    assert got.shape == (2, 20, 64, 64) and torch.equal(got, expected)

@@ -4,6 +4,7 @@ each model's best images/s against its GFLOPs (what users compare first)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,36 +13,44 @@ from rich.console import Console
 from rich.table import Table
 
 from lipnet_pl.benchmark.runners import Result
+from lipnet_pl.benchmark.timing import paired_ratio
 
 HEADERS = [
     "model",
     "backend",
     "variant",
+    "device",
     "dtype",
     "batch",
     "median ms",
-    "p90 ms",
+    "95% CI ms",
+    "rounds",
     "img/s",
     "peak MiB",
     "params M",
     "GFLOPs",
+    "note",
 ]
 
 
 def row(r: Result) -> list[str]:
     mem = "n/a" if r.peak_mem_mib is None else f"{r.peak_mem_mib:.0f}"
+    ci = "" if math.isnan(r.ci_low_ms) else f"{r.ci_low_ms:.1f}-{r.ci_high_ms:.1f}"
     return [
         r.model,
         r.backend,
         r.variant,
+        r.device,
         r.dtype,
         str(r.batch),
         f"{r.median_ms:.1f}",
-        f"{r.p90_ms:.1f}",
+        ci,
+        str(r.rounds),
         f"{r.images_per_s:.2f}",
         mem,
         f"{r.params_m:.2f}",
         f"{r.gflops:.1f}",
+        r.note,
     ]
 
 
@@ -50,7 +59,9 @@ def best_per_model(results: list[Result], batch: int = 1) -> dict[str, tuple[Res
     out = {}
     for model in dict.fromkeys(r.model for r in results):
         rows = [
-            r for r in results if r.model == model and r.kind == "inference" and r.batch == batch
+            r
+            for r in results
+            if r.model == model and r.kind == "inference" and r.batch == batch and r.ok
         ]
         eager = next(
             (
@@ -65,13 +76,50 @@ def best_per_model(results: list[Result], batch: int = 1) -> dict[str, tuple[Res
     return out
 
 
+def ratio_over(slow: Result, fast: Result) -> tuple[float, float, float]:
+    """``fast``'s speed-up over ``slow``: median of the per-round ratios and its 95 % interval
+    when both were timed in the same interleaved rounds, else the ratio of the medians."""
+    if slow.round_ms and len(slow.round_ms) == len(fast.round_ms):
+        return paired_ratio(slow.round_ms, fast.round_ms)
+    r = slow.median_ms / fast.median_ms
+    return r, math.nan, math.nan
+
+
 def best_lines(results: list[Result]) -> list[str]:
-    """``best <model>: <N> img/s at batch 1 (<backend and variant>), <R>x over PyTorch eager fp32``"""
-    return [
-        f"best {model}: {best.images_per_s:.1f} img/s at batch 1 ({best.label}), "
-        f"{best.images_per_s / eager.images_per_s:.2f}x over PyTorch eager fp32"
-        for model, (best, eager) in best_per_model(results).items()
-    ]
+    """``best <model>: <N> img/s at batch 1 (<backend>), <R>x over PyTorch eager fp32 (95 % CI
+    <a>-<b>)``, the ratio from the interleaved rounds."""
+    lines = []
+    for model, (best, eager) in best_per_model(results).items():
+        ratio, low, high = ratio_over(eager, best)
+        ci = "" if math.isnan(low) else f" (95 % CI {low:.2f}-{high:.2f})"
+        lines.append(
+            f"best {model}: {best.images_per_s:.1f} img/s at batch 1 ({best.label}), "
+            f"{ratio:.2f}x over PyTorch eager fp32{ci}"
+        )
+    return lines
+
+
+def fast_path_speedup(results: list[Result], model: str) -> dict[str, Any]:
+    """``model``'s best fast path over eager (fp32, batch 1), from the same rounds."""
+    rows = {
+        r.variant: r
+        for r in results
+        if r.model == model and r.kind == "inference" and r.batch == 1 and r.dtype == "fp32"
+        if r.backend == "pytorch" and r.ok
+    }
+    fast = next((v for v in ("fast+cudagraphs", "fast+compile", "fast") if v in rows), None)
+    if "eager" not in rows or fast is None:
+        return {}
+    ratio, low, high = ratio_over(rows["eager"], rows[fast])
+    return {
+        "model": model,
+        "fast_variant": fast,
+        "slow_ms": rows["eager"].median_ms,
+        "fast_ms": rows[fast].median_ms,
+        "speedup": ratio,
+        "ci": [low, high],
+        "rounds": rows[fast].rounds,
+    }
 
 
 def layout_lines(results: list[Result]) -> list[str]:
@@ -88,6 +136,15 @@ def layout_lines(results: list[Result]) -> list[str]:
                 f"{cl.images_per_s / nchw.images_per_s:.2f}x"
             )
     return lines
+
+
+def fast_path_line(ratio: dict[str, Any]) -> str:
+    """``fast-path speed-up: N.NNx (95 % CI a-b)``, the last line of ``make bench``."""
+    if not ratio:
+        return "fast-path speed-up: nanx (not measured)"
+    low, high = ratio["ci"]
+    ci = "" if math.isnan(low) else f" (95 % CI {low:.2f}-{high:.2f})"
+    return f"fast-path speed-up: {ratio['speedup']:.2f}x{ci}"
 
 
 def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
@@ -109,21 +166,22 @@ def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
             lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
             lines.append("")
     d = meta["speedup_detail"]
-    if "pairs" in d:
+    if d:
         lines.append(
             f"Fast path = `{d['fast_variant']}`; speed-up over eager for {d['model']} (fp32, batch "
-            f"1) from {d['pairs']} interleaved calls: {d['slow_ms']:.1f} ms -> {d['fast_ms']:.1f} ms."
+            f"1) from {d['rounds']} interleaved rounds: {d['slow_ms']:.1f} ms -> "
+            f"{d['fast_ms']:.1f} ms, 95 % CI of the ratio {d['ci'][0]:.2f}-{d['ci'][1]:.2f}."
         )
         lines.append("")
     lines += [*meta["layout_lines"], ""] if meta.get("layout_lines") else []
-    lines += [*meta["best_lines"], f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x"]
+    lines += [*meta["best_lines"], meta["fast_path_line"]]
     return "\n".join(lines) + "\n"
 
 
 def print_table(results: list[Result], meta: dict[str, Any], console: Console) -> None:
     table = Table(title=f"{meta['input']} on {meta['device']} (memory: {meta['mem_kind']})")
     for h in HEADERS:
-        left = h in ("model", "backend", "variant", "dtype")
+        left = h in ("model", "backend", "variant", "device", "dtype", "note")
         table.add_column(h, justify="left" if left else "right")
     for r in results:
         table.add_row(*row(r))

@@ -1,24 +1,28 @@
-"""One benchmark case each: PyTorch inference, ONNX Runtime inference, a PyTorch training step.
+"""Benchmark cases: inference variants (PyTorch, ONNX Runtime) measured as a group in
+interleaved rounds, and PyTorch training steps.
 
-Every runner returns a :class:`Result` built by :func:`make_result`, the one place a table row
-is made.
+Every row is a :class:`Result` built by :func:`make_result`, the one place a table row is made.
 """
 
 from __future__ import annotations
 
 import copy
-import statistics
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lipnet_pl.benchmark.timing import PeakMemory, percentile, time_calls
-from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
+from lipnet_pl.benchmark.timing import (
+    PeakMemory,
+    interleaved_rounds,
+    median_ci,
+    percentile,
+    time_calls,
+)
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -48,13 +52,33 @@ class Result:
     mem_kind: str
     params_m: float
     gflops: float
+    ci_low_ms: float = math.nan  # 95 % interval of the median (order statistics)
+    ci_high_ms: float = math.nan
+    rounds: int = 0
+    device: str = "cpu"  # where it ran: an ONNX Runtime session's provider, not what was asked
+    note: str = ""  # OOM | error: ... | CI wider than +-5 % (time cap) | ...
+    round_ms: list[float] = field(default_factory=list, repr=False)  # per interleaved round
+
+    @property
+    def ok(self) -> bool:
+        return not self.note.startswith(("OOM", "error"))
 
     @property
     def label(self) -> str:
         """How the best-backend line names this case, e.g. ``onnxruntime int8``."""
         if self.backend == "pytorch":
             return f"PyTorch {self.variant} {self.dtype}"
-        return f"onnxruntime {self.variant}"
+        return f"onnxruntime {self.variant} {self.device.upper()}"
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """When interleaved rounds stop (:func:`~lipnet_pl.benchmark.timing.interleaved_rounds`)."""
+
+    min_rounds: int
+    max_rounds: int
+    tolerance: float
+    time_cap_s: float
 
 
 @dataclass(frozen=True)
@@ -70,9 +94,9 @@ class Case:
     repeats: int
 
 
-def make_result(case: Case, kind: str, backend: str, variant: str, times, mem) -> Result:
-    """The one place a table row is made."""
-    median = statistics.median(times)
+def make_result(case: Case, kind: str, backend: str, variant: str, times, mem, **extra) -> Result:
+    """The one place a table row is made (``extra``: CI, rounds, device, note)."""
+    median, low, high = median_ci(times) if times else (math.nan,) * 3
     return Result(
         case.info.label,
         kind,
@@ -81,13 +105,73 @@ def make_result(case: Case, kind: str, backend: str, variant: str, times, mem) -
         case.dtype,
         case.batch,
         median,
-        percentile(times, 0.9),
+        percentile(times, 0.9) if times else math.nan,
         case.batch * 1e3 / median,
-        mem.mib,
-        mem.kind,
+        None if mem is None else mem.mib,
+        "" if mem is None else mem.kind,
         case.info.params_m,
         case.info.gflops,
+        **{"ci_low_ms": low, "ci_high_ms": high, "device": case.device.type, **extra},
     )
+
+
+def failure(err: BaseException) -> str:
+    """The note of a case that could not run: ``OOM`` or ``error: <type>: <first line>``."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return "OOM"
+    text = (str(err).strip().splitlines() or [""])[0]
+    return f"error: {type(err).__name__}: {text}"[:160]
+
+
+@dataclass
+class Variant:
+    """One way of running a model in a measurement group: a zero-argument call."""
+
+    backend: str  # pytorch | onnxruntime
+    variant: str
+    call: Callable[[], object]
+    device: torch.device  # where it runs (and where its memory is measured)
+
+
+def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSettings) -> list[Result]:
+    """Warm every variant up, take one call's peak memory each, then time them in interleaved
+    rounds (:func:`interleaved_rounds`). A variant that fails (OOM, compile error, recompile
+    limit) becomes a row with that note; the others go on."""
+    rows, live, mems = [], {}, {}
+    for name, v in variants.items():
+        try:
+            time_calls(v.call, v.device, case.warmup, 0)
+            # steady state: after the warm-up. ONNX Runtime's CUDA arena is not torch's:
+            # no figure rather than a wrong one
+            ort_cuda = v.backend == "onnxruntime" and v.device.type == "cuda"
+            with PeakMemory(v.device) as mem:
+                time_calls(v.call, v.device, 0, 1)
+            mems[name] = None if ort_cuda else mem
+            live[name] = v
+        except Exception as err:  # every failure belongs in its row
+            rows.append(_row(case, v, [], None, note=failure(err)))
+            _release(case.device)
+    fns = {name: v.call for name, v in live.items()}
+    try:
+        measured = interleaved_rounds(fns, case.device, **vars(rounds))
+    except Exception as err:  # an OOM in the rounds: the whole group is noted
+        return rows + [_row(case, v, [], None, note=failure(err)) for v in live.values()]
+    note = "" if measured.converged else f"CI wider than +-{rounds.tolerance:.0%} (round cap)"
+    for name, v in live.items():
+        times = measured.times[name]
+        rows.append(_row(case, v, times, mems[name], note=note, round_ms=times))
+    return rows
+
+
+def _row(case: Case, v: Variant, times, mem, **extra) -> Result:
+    dtype = case.dtype if v.backend == "pytorch" else "fp32"
+    c = replace(case, dtype=dtype, device=v.device)
+    return make_result(c, "inference", v.backend, v.variant, times, mem, rounds=len(times), **extra)
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def autocast(device: torch.device, dtype_name: str):
@@ -103,26 +187,21 @@ def inference_call(net: nn.Module, x: torch.Tensor, device, dtype="fp32", cudagr
         return net(x)
 
 
-def torch_inference(case: Case, variant: str, net: nn.Module, cudagraphs: bool = False) -> Result:
+def torch_variant(case: Case, variant: str, net: nn.Module, cudagraphs: bool = False) -> Variant:
+    """A PyTorch network on a fixed random batch of ``case``."""
     x = torch.randn(case.batch, 3, *case.size, device=case.device)
-    with PeakMemory(case.device) as mem:
-        times = time_calls(
-            lambda: inference_call(net, x, case.device, case.dtype, cudagraphs),
-            case.device,
-            case.warmup,
-            case.repeats,
-        )
-    return make_result(case, "inference", "pytorch", variant, times, mem)
+    return Variant(
+        "pytorch",
+        variant,
+        lambda: inference_call(net, x, case.device, case.dtype, cudagraphs),
+        case.device,
+    )
 
 
-def ort_inference(case: Case, variant: str, onnx_path: Path) -> Result:
-    """ONNX Runtime (CPU provider; CUDA provider on GPU when installed) on a random batch."""
-    net = OnnxRuntimeNet(onnx_path, device=str(case.device))
-    x = torch.randn(case.batch, 3, *case.size)
-    host = torch.device("cpu")
-    with PeakMemory(host) as mem:
-        times = time_calls(lambda: net(x), host, case.warmup, case.repeats)
-    return make_result(case, "inference", "onnxruntime", variant, times, mem)
+def ort_variant(case: Case, variant: str, session) -> Variant:
+    """An :class:`OnnxRuntimeNet` on a random batch already on the session's device."""
+    x = torch.randn(case.batch, 3, *case.size, device=session.device)
+    return Variant("onnxruntime", variant, lambda: session(x), session.device)
 
 
 def _train_step(case: Case, model: nn.Module, num_classes: int, channels_last: bool):

@@ -17,6 +17,9 @@ import os
 import platform
 import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,25 +29,36 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lipnet_pl.benchmark.report import best_lines, layout_lines, print_table, write_outputs
+from lipnet_pl.benchmark.report import (
+    best_lines,
+    fast_path_line,
+    fast_path_speedup,
+    layout_lines,
+    print_table,
+    write_outputs,
+)
 from lipnet_pl.benchmark.runners import (
     DTYPES,
     Case,
     ModelInfo,
     Result,
-    inference_call,
-    ort_inference,
-    torch_inference,
+    RoundSettings,
+    failure,
+    make_result,
+    measure_group,
+    ort_variant,
     torch_train_steps,
+    torch_variant,
 )
-from lipnet_pl.benchmark.timing import interleaved_ratio
 from lipnet_pl.config import compose, config_errors, plain
 from lipnet_pl.core.model_export import export_onnx
+from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
 from lipnet_pl.core.quantize import quantize_onnx_int8
 from lipnet_pl.errors import UserError
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm, make_fast
 from lipnet_pl.models.summary import count_gflops, count_parameters
+from lipnet_pl.precision import auto_dtype
 from lipnet_pl.runtime import resolve_device
 
 console = Console(width=160)
@@ -70,24 +84,49 @@ def selected_models(cfg: DictConfig) -> dict[str, dict]:
     return {name: model_config(name, int(cfg.num_classes)) for name in names}
 
 
-def check_profile(profile: DictConfig) -> None:
-    dtypes = [str(d) for d in profile.dtypes]
+def profile_dtypes(profile: DictConfig, device: torch.device) -> list[str]:
+    """The profile's dtypes, ``auto`` resolved (:func:`lipnet_pl.precision.auto_dtype`)."""
+    dtypes = [auto_dtype(device) if str(d) == "auto" else str(d) for d in profile.dtypes]
     batches = [int(b) for b in profile.batch_sizes]
     if any(d not in DTYPES for d in dtypes) or not batches or min(batches) < 1:
         raise UserError(
-            f"bench profile: dtypes must be in {list(DTYPES)} (got {dtypes}) and batch_sizes "
-            f">= 1 (got {batches})"
+            f"bench profile: dtypes must be auto or in {list(DTYPES)} (got {dtypes}) and "
+            f"batch_sizes >= 1 (got {batches})"
         )
+    return list(dict.fromkeys(dtypes))
 
 
-def configure(cfg: DictConfig, device: torch.device) -> None:
-    """Threads, and cuDNN autotuning as in training (``trainer.benchmark``)."""
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", True))
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+def round_settings(profile: DictConfig) -> RoundSettings:
+    return RoundSettings(
+        min_rounds=int(profile.min_rounds),
+        max_rounds=int(profile.max_rounds),
+        tolerance=float(profile.ci_tolerance),
+        time_cap_s=float(profile.time_cap_s),
+    )
+
+
+@contextmanager
+def bench_settings(cfg: DictConfig, device: torch.device) -> Iterator[None]:
+    """Threads, cuDNN autotuning and TF32 as in training for the run, restored after; a
+    Dynamo recompile-limit hit raises (an error in the row) instead of running eagerly."""
+    cuda = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = (
+        torch.get_num_threads(),
+        torch.backends.cudnn.benchmark,
+        cuda[0].allow_tf32,
+        cuda[1].allow_tf32,
+    )
+    try:
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = bool(cfg.get("cudnn_benchmark", True))
+            cuda[0].allow_tf32 = cuda[1].allow_tf32 = True
+        with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+            yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.cudnn.benchmark, cuda[0].allow_tf32, cuda[1].allow_tf32 = saved[1:]
 
 
 def torch_variants(model, label: str, profile: DictConfig, cfg: DictConfig, device) -> dict:
@@ -112,75 +151,75 @@ def torch_variants(model, label: str, profile: DictConfig, cfg: DictConfig, devi
     return variants
 
 
-def onnx_rows(model, label: str, cfg: DictConfig, case: Case, batches, work: Path) -> list:
-    """ONNX Runtime fp32 (and int8 for the listed models) at every batch size."""
+def ort_sessions(model, label: str, cfg: DictConfig, case: Case, work: Path) -> dict:
+    """variant -> ONNX Runtime session: fp32 on the bench device (the CUDA provider when this
+    onnxruntime has it, else the CPU one: the row says which), int8 (QDQ) on the CPU provider
+    only (on CUDA it would run dequantize + fp32 convolutions)."""
     ort = cfg.onnxruntime
     example = torch.randn(1, 3, *case.size)
-    files = {
-        "fp32": export_onnx(fold_batchnorm(model).cpu(), example, work / f"{label}.onnx", True, 18)
-    }
+    fp32 = export_onnx(fold_batchnorm(model).cpu(), example, work / f"{label}.onnx", True, 18)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no CUDA provider: the row is labelled CPU instead
+        sessions = {"fp32": OnnxRuntimeNet(fp32, device=str(case.device), spinning=False)}
     if label in plain(ort.get("int8") or []):
         calib = [torch.randn(1, 3, *case.size).numpy() for _ in range(int(ort.calibration_batches))]
-        files["int8"] = quantize_onnx_int8(files["fp32"], work / f"{label}.int8.onnx", calib)
-    return [
-        ort_inference(replace(case, batch=int(b), dtype="fp32"), variant, path)
-        for variant, path in files.items()
-        for b in batches
-    ]
+        int8 = quantize_onnx_int8(fp32, work / f"{label}.int8.onnx", calib)
+        sessions["int8"] = OnnxRuntimeNet(int8, device="cpu", spinning=False)
+    return sessions
 
 
-def speedup(model, variants: dict, case: Case, pairs: int) -> dict:
-    """Eager vs the best fast path (fp32, batch 1) from interleaved calls."""
-    fast_name = next(v for v in ("fast+cudagraphs", "fast+compile", "fast") if v in variants)
-    fast_net, graphs = variants[fast_name]
-    x = torch.randn(1, 3, *case.size, device=case.device)
-    ratio = interleaved_ratio(
-        lambda: inference_call(model, x, case.device),
-        lambda: inference_call(fast_net, x, case.device, cudagraphs=graphs),
-        case.device,
-        pairs,
-    )
-    return {**ratio, "model": case.info.label, "fast_variant": fast_name}
+def group_variants(case: Case, nets: dict, sessions: dict, first_batch: bool) -> dict:
+    """Every variant measured together at one batch size and dtype: the PyTorch ones, and the
+    ONNX Runtime ones in the fp32 groups (CPU-provider sessions on a GPU bench at the first
+    batch size only: a CPU row at batch 64 tells nothing about the GPU and takes minutes)."""
+    variants = {name: torch_variant(case, name, net, g) for name, (net, g) in nets.items()}
+    if case.dtype == "fp32":
+        for name, session in sessions.items():
+            if first_batch or session.device.type == case.device.type:
+                variants[f"ort {name}"] = ort_variant(case, name, session)
+    return variants
 
 
 def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case, progress, work):
-    """Every case of one model; returns (results, eager-vs-fast ratio or None)."""
+    """Every case of one model, in its own Dynamo compile cache; returns the rows."""
     torch.manual_seed(0)
+    torch._dynamo.reset()  # per-model compile cache: the last model's graphs never count
     with config_errors(f"model {label}"):
         model = build_model(**net_cfg).eval()
     info = ModelInfo(label, count_parameters(model) / 1e6, count_gflops(model, *base.size))
     case = replace(base, info=info)
     model = model.to(case.device)
-    variants = torch_variants(model, label, profile, cfg, case.device)
+    nets = torch_variants(model, label, profile, cfg, case.device)
+    sessions = ort_sessions(model, label, cfg, case, work) if cfg.onnxruntime.enabled else {}
     results = []
-    for (variant, (net, graphs)), dtype, batch in itertools.product(
-        variants.items(), profile.dtypes, profile.batch_sizes
-    ):
-        progress(f"{label} {variant} {dtype} b{batch}")
-        results.append(
-            torch_inference(replace(case, dtype=str(dtype), batch=int(batch)), variant, net, graphs)
-        )
-    ratio = (
-        speedup(model, variants, case, int(cfg.speedup_pairs))
-        if label == cfg.speedup_model
-        else None
-    )
-    if cfg.onnxruntime.enabled:
-        progress(f"{label} onnxruntime")
-        results += onnx_rows(model, label, cfg, case, profile.batch_sizes, work)
-    for dtype in profile.dtypes if cfg.train_step else ():
+    batches = [int(b) for b in profile.batch_sizes]
+    for batch, dtype in itertools.product(batches, profile_dtypes(profile, case.device)):
+        progress(f"{label} b{batch} {dtype}")
+        group = replace(case, dtype=dtype, batch=batch)
+        variants = group_variants(group, nets, sessions, batch == batches[0])
+        results += measure_group(group, variants, round_settings(profile))
+    del nets, sessions
+    for dtype in profile_dtypes(profile, case.device) if cfg.train_step else ():
         progress(f"{label} train {dtype}")
-        train_case = replace(
-            case,
-            dtype=str(dtype),
-            batch=int(profile.train_batch_size),
-            repeats=int(profile.train_repeats),
-        )
-        layouts = [bool(cfg.channels_last_train)]
-        if layouts[0] and label in plain(cfg.get("train_contiguous") or []):
-            layouts.append(False)  # channels_last's gain, measured in the same run
-        results += torch_train_steps(train_case, model, int(cfg.num_classes), layouts)
-    return results, ratio
+        results += train_rows(label, model, cfg, replace(case, dtype=dtype), profile)
+    torch._dynamo.reset()
+    return results
+
+
+def train_rows(label: str, model, cfg: DictConfig, case: Case, profile) -> list[Result]:
+    """The training-step rows; a failure (OOM) is a row with that note."""
+    train_case = replace(
+        case, batch=int(profile.train_batch_size), repeats=int(profile.train_repeats)
+    )
+    layouts = [bool(cfg.channels_last_train)]
+    if layouts[0] and label in plain(cfg.get("train_contiguous") or []):
+        layouts.append(False)  # channels_last's gain, measured in the same run
+    try:
+        return torch_train_steps(train_case, model, int(cfg.num_classes), layouts)
+    except Exception as err:  # e.g. OOM at batch 32: noted, the run goes on
+        model.eval()
+        variant = "train+channels_last" if layouts[0] else "train"
+        return [make_result(train_case, "train", "pytorch", variant, [], None, note=failure(err))]
 
 
 def cpu_model() -> str:
@@ -195,13 +234,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
+def meta_data(cfg, device, results, load_start) -> dict[str, Any]:
     try:
         import onnxruntime
 
         ort_version = onnxruntime.__version__
     except ImportError:
         ort_version = "not installed"
+    ratio = fast_path_speedup(results, str(cfg.speedup_model))
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -215,11 +255,12 @@ def meta_data(cfg, device, results, ratio, load_start) -> dict[str, Any]:
         "onnxruntime": ort_version,
         "threads": torch.get_num_threads(),
         "input": f"{cfg.height}x{cfg.width}",
-        "mem_kind": results[0].mem_kind if results else "",
+        "mem_kind": "; ".join(sorted({r.mem_kind for r in results if r.mem_kind})),
         "load_average_at_start": load_start,
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
-        "fast_path_speedup": float(ratio["speedup"]) if ratio else float("nan"),
-        "speedup_detail": ratio or {},
+        "speedup_detail": ratio,
+        "fast_path_speedup": ratio.get("speedup", float("nan")),
+        "fast_path_line": fast_path_line(ratio),
         "layout_lines": layout_lines(results),
         "best_lines": best_lines(results),
     }
@@ -229,22 +270,18 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
     """Benchmark every selected model; write JSON/Markdown/plot into ``output_dir``."""
     device = resolve_device(str(cfg.device))
     profile = cfg.cuda if device.type == "cuda" else cfg.cpu
-    check_profile(profile)
-    configure(cfg, device)
+    dtypes = profile_dtypes(profile, device)
     models = selected_models(cfg)
     size = (int(cfg.height), int(cfg.width))
     load_start = [round(v, 2) for v in os.getloadavg()]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (reduced profile)"
     console.print(
-        f"{where}: batch sizes {list(profile.batch_sizes)}, dtypes {list(profile.dtypes)}, "
-        f"{profile.warmup}+{profile.repeats} warm-up+repeats | torch {torch.__version__}, "
+        f"{where}: batch sizes {list(profile.batch_sizes)}, dtypes {dtypes}, {profile.warmup} "
+        f"warm-up calls, interleaved rounds to +-{float(profile.ci_tolerance):.0%} | torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads | input {size[0]}x{size[1]} | output {output_dir}"
     )
     results: list[Result] = []
-    ratio = None
-    base = Case(
-        ModelInfo("", 0.0, 0.0), device, "fp32", 1, size, int(profile.warmup), int(profile.repeats)
-    )
+    base = Case(ModelInfo("", 0.0, 0.0), device, "fp32", 1, size, int(profile.warmup), 0)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -252,11 +289,11 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
         TimeElapsedColumn(),
         console=console,
     )
-    with progress, tempfile.TemporaryDirectory() as work:
+    with progress, tempfile.TemporaryDirectory() as work, bench_settings(cfg, device):
         task = progress.add_task("bench", total=len(models))
         for label, net_cfg in models.items():
             started = time.perf_counter()
-            rows, r = bench_model(
+            results += bench_model(
                 label,
                 net_cfg,
                 cfg,
@@ -265,14 +302,12 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
                 lambda text: progress.update(task, description=text),
                 Path(work),
             )
-            results += rows
-            ratio = ratio or r
             progress.console.print(f"{label}: measured in {time.perf_counter() - started:.0f} s")
             progress.advance(task)
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    meta = meta_data(cfg, device, results, ratio, load_start)
+    meta = meta_data(cfg, device, results, load_start)
     meta["config"] = {k: plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")}
     paths = write_outputs(results, meta, output_dir, bool(cfg.get("plot", True)))
     print_table(results, meta, console)
@@ -285,7 +320,6 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     """The command: run, then the best-backend lines and, last, the fast-path speed-up."""
     out = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
     _, meta = run(cfg, out)
-    for line in [*meta["layout_lines"], *meta["best_lines"]]:
-        print(line)
-    print(f"fast-path speed-up: {meta['fast_path_speedup']:.2f}x", flush=True)
+    for line in [*meta["layout_lines"], *meta["best_lines"], meta["fast_path_line"]]:
+        print(line, flush=True)
     return meta

@@ -3,6 +3,9 @@
 * On CUDA every call is bracketed by CUDA events recorded on the benchmarked device's current
   stream and the device is synchronised (kernels run asynchronously: host timers would measure
   only the launch). On CPU ``time.perf_counter`` is exact.
+* Variants compared with each other are timed in interleaved rounds (one call of each per
+  round), so a burst of load from another process lands on all of them; medians come with a
+  distribution-free 95 % confidence interval from order statistics.
 * Peak memory is the increase over the memory in use when the block starts: CUDA
   ``max_memory_allocated`` minus the allocated baseline; on CPU the peak resident set size
   (Linux VmHWM, reset through /proc/self/clear_refs) minus the RSS before.
@@ -11,9 +14,11 @@
 from __future__ import annotations
 
 import gc
+import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -51,22 +56,67 @@ def time_calls(
     return times
 
 
-def interleaved_ratio(
-    slow: Callable[[], object], fast: Callable[[], object], device: torch.device, pairs: int
-) -> dict[str, float]:
-    """Median latency of ``slow`` and ``fast`` from alternating calls (slow, fast, slow, ...).
+def median_ci(values: list[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Median and its distribution-free 95 % confidence interval from order statistics.
 
-    On a shared machine the load changes during a run; alternating makes both see the same
-    conditions, so their ratio is far more stable than two separate series.
+    The ranks ``n/2 -+ z*sqrt(n)/2`` (binomial(n, 1/2), normal approximation) bound the
+    median: no assumption about the shape of the timing distribution, which on a shared
+    machine has a long tail. With fewer than 6 values the interval is the whole range.
     """
-    times: dict[str, list[float]] = {"slow": [], "fast": []}
-    for i in range(pairs + 1):  # the first pair is a warm-up
-        for name, fn in (("slow", slow), ("fast", fast)):
-            t = time_calls(fn, device, 0, 1)
-            if i:
-                times[name] += t
-    slow_ms, fast_ms = statistics.median(times["slow"]), statistics.median(times["fast"])
-    return {"slow_ms": slow_ms, "fast_ms": fast_ms, "speedup": slow_ms / fast_ms, "pairs": pairs}
+    ordered = sorted(values)
+    n = len(ordered)
+    half = z * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half))
+    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return statistics.median(ordered), ordered[lo], ordered[hi]
+
+
+def within(values: list[float], tolerance: float) -> bool:
+    """Whether the 95 % interval of the median lies within +-``tolerance`` of it."""
+    med, lo, hi = median_ci(values)
+    return lo >= med * (1 - tolerance) and hi <= med * (1 + tolerance)
+
+
+@dataclass
+class Rounds:
+    """Per-callable times of interleaved rounds (ms; index i = round i), and why they stopped."""
+
+    times: dict[str, list[float]]
+    converged: bool
+    seconds: float
+
+
+def interleaved_rounds(
+    fns: dict[str, Callable[[], object]],
+    device: torch.device,
+    min_rounds: int,
+    max_rounds: int,
+    tolerance: float,
+    time_cap_s: float,
+) -> Rounds:
+    """Time every callable once per round, round after round, so all see the same machine load.
+
+    Rounds go on until every median's 95 % interval is within +-``tolerance`` (after at least
+    ``min_rounds``), or ``max_rounds`` / ``time_cap_s`` is reached (``converged`` False). Warm
+    them up before: every call here is measured.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    start = time.perf_counter()
+    converged = False
+    for i in range(max_rounds):
+        for name, fn in fns.items():
+            times[name] += time_calls(fn, device, 0, 1)
+        if i + 1 >= min_rounds and all(within(t, tolerance) for t in times.values()):
+            converged = True
+            break
+        if time.perf_counter() - start > time_cap_s:
+            break
+    return Rounds(times, converged, time.perf_counter() - start)
+
+
+def paired_ratio(slow: list[float], fast: list[float]) -> tuple[float, float, float]:
+    """``slow/fast`` per round (the same load in both), median and its 95 % interval."""
+    return median_ci([s / f for s, f in zip(slow, fast, strict=False)])
 
 
 def _proc_status(key: str) -> int | None:

@@ -123,20 +123,29 @@ def _device(device: str | torch.device) -> torch.device:
 class OnnxRuntimeNet(nn.Module):
     """An ONNX model under onnxruntime behind the ``nn.Module`` interface of a torch network.
 
-    ``forward(x)`` takes float images [B, C, H, W] (any device; they are copied to host memory)
-    and returns float32 logits on ``x``'s device. Files exported with a static shape accept only
+    ``forward(x)`` takes float images [B, C, H, W] (any device; they are moved to the session's
+    device, and the session reads and writes torch memory there through I/O binding) and returns
+    float32 logits on ``x``'s device. Files exported with a static shape accept only
     that C, H, W (a ``ValueError`` says which shape the file expects); a static batch size other
     than the input's is served by running the batch in chunks.
 
     Args:
         path: the ``.onnx`` file.
         device: "cpu", or "cuda[:N]" for the CUDA execution provider (falls back to CPU with a
-            warning when this onnxruntime build has none).
+            warning when this onnxruntime build has none; ``self.device`` then says ``cpu``:
+            it is where the session runs).
         threads: intra-op threads; default: ``torch.get_num_threads()``, like the torch path.
+        spinning: let ONNX Runtime's idle threads busy-wait for the next run (its default).
+            Off here: in a process that also runs torch (pre/post-processing, TTA, another
+            backend) the spinning threads take the cores torch needs (docs/benchmarks.md).
     """
 
     def __init__(
-        self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None
+        self,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        spinning: bool = False,
     ):
         super().__init__()
         if threads is not None and (
@@ -146,6 +155,7 @@ class OnnxRuntimeNet(nn.Module):
         self.path = Path(path)
         self.device = _device(device)
         self.threads = threads
+        self.spinning = bool(spinning)
         meta = read_metadata(self.path)  # FileNotFoundError / ValueError before a session exists
         self.spec: ModelSpec | None = read_spec(self.path) if SPEC_KEY in meta else None
         self._start()
@@ -155,6 +165,9 @@ class OnnxRuntimeNet(nn.Module):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        if not self.spinning:  # idle threads sleep: they would take the cores from torch
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         providers: list = ["CPUExecutionProvider"]
         if self.device.type == "cuda":
             if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -177,6 +190,12 @@ class OnnxRuntimeNet(nn.Module):
                 "OnnxRuntimeNet runs single-input image models"
             )
         self.input_name = inputs[0].name
+        self._input_dims = list(inputs[0].shape)
+        self.output_name = self.session.get_outputs()[0].name
+        self._output_dims = list(self.session.get_outputs()[0].shape)
+        # where the session runs, not what was asked for or what this onnxruntime has
+        if self.session.get_providers()[0] != "CUDAExecutionProvider":
+            self.device = torch.device("cpu")
         # Each dim is an int when static, a str / None when free.
         self.input_shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
         if len(self.input_shape) != 4:
@@ -218,18 +237,47 @@ class OnnxRuntimeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_shape(x)
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
-        batch = len(array)
+        caller = x.device
+        x = x.detach().to(self.device, torch.float32).contiguous()
+        batch = len(x)
         step = self.input_shape[0] or batch  # a static batch size: run in chunks of it
         outs = []
         for start in range(0, batch, step):
-            chunk = array[start : start + step]
+            chunk = x[start : start + step]
             if len(chunk) < step:  # pad the last chunk by repeating its last image
-                pad = np.repeat(chunk[-1:], step - len(chunk), axis=0)
-                chunk = np.concatenate([chunk, pad])
-            outs.append(self.session.run(None, {self.input_name: chunk})[0])
-        logits = np.concatenate(outs)[:batch] if len(outs) > 1 else outs[0][:batch]
-        return torch.from_numpy(np.ascontiguousarray(logits)).to(x.device)
+                chunk = torch.cat([chunk, chunk[-1:].expand(step - len(chunk), -1, -1, -1)])
+            outs.append(self._run(chunk.contiguous()))
+        logits = torch.cat(outs)[:batch] if len(outs) > 1 else outs[0][:batch]
+        return logits.to(caller)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        """One session call with I/O bound to torch memory on the session's device: no copy
+        through host numpy (on CUDA about 1 GB of logits per batch-64 call)."""
+        binding = self.session.io_binding()
+        where = (self.device.type, self.device.index or 0)
+        binding.bind_input(self.input_name, *where, np.float32, tuple(x.shape), x.data_ptr())
+        shape = self._output_shape(x)
+        if shape is None:  # an output dim not tied to the input: ORT allocates it
+            binding.bind_output(self.output_name, *where)
+            self.session.run_with_iobinding(binding)
+            return torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(self.device)
+        out = torch.empty(shape, dtype=torch.float32, device=self.device)
+        binding.bind_output(self.output_name, *where, np.float32, shape, out.data_ptr())
+        self.session.run_with_iobinding(binding)
+        return out
+
+    def _output_shape(self, x: torch.Tensor) -> tuple[int, ...] | None:
+        """The logits' shape for input ``x``: static dims, and free dims named like an input
+        dim (the exporter names batch/height/width the same on both sides)."""
+        shape = []
+        for dim in self._output_dims:
+            if isinstance(dim, int):
+                shape.append(dim)
+            elif dim in self._input_dims:
+                shape.append(int(x.shape[self._input_dims.index(dim)]))
+            else:
+                return None
+        return tuple(shape)
 
     def extra_repr(self) -> str:
         shape = "x".join("?" if d is None else str(d) for d in self.input_shape)

@@ -55,7 +55,9 @@ class Predictor:
         self.spec = loaded.spec
         self.classes = loaded.spec.classes
         self.format = loaded.format
-        if loaded.format != "onnx":
+        if loaded.format == "onnx":  # TTA and resizing run where the session runs
+            self.device = getattr(loaded.net, "device", self.device)
+        else:
             loaded.net.to(self.device)
         self.net = inference_network(loaded, fast=fast, compile=compile)
         self.tta = tta_config(tta)

@@ -2,7 +2,7 @@
 
 * :class:`StepCheckpoint`: ``last-step.ckpt`` every N optimiser steps, so a run killed mid-epoch
   resumes close to where it died.
-* :class:`ThroughputMonitor`: training images per second for the run summary.
+* :class:`ThroughputMonitor`: training images per second (training steps only) for the run summary.
 * :class:`ValidationPanels`: image | ground truth | prediction figures of the first validation
   images, saved under ``figures/`` and sent to the loggers that take images.
 * :class:`ProgressBar`: Rich progress bar that reads the logged values (a host-device sync) only
@@ -50,65 +50,85 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class ThroughputMonitor(Callback):
-    """Training images/s: forward + backward + optimiser time per batch (data loading excluded),
-    and the peak GPU memory of training.
+    """Training images/s of the training steps alone (forward + backward + optimiser; data
+    loading, validation and checkpoint writes excluded), and the peak GPU memory of training.
 
-    On GPU the device is synchronised only at the end of the measured window (every
-    ``sync_every`` batches), not per batch, so the measurement does not stall training.
+    Each step is timed from ``on_train_batch_start`` to ``on_train_batch_end`` (Lightning runs the
+    checkpoint callbacks after ours); the first ``warmup_steps`` steps of the process are skipped
+    (compile, cuDNN autotuning, allocator growth). On GPU each step records two CUDA events and
+    the device is synchronised only every ``sync_every`` steps and before validation, so the
+    measurement does not stall training. Numbers are of this process only: a resumed run does
+    not inherit the figures of the run it resumes.
     """
 
-    def __init__(self, sync_every: int = 50) -> None:
+    def __init__(self, sync_every: int = 50, warmup_steps: int = 3) -> None:
         self.sync_every = max(1, int(sync_every))
+        self.warmup_steps = max(0, int(warmup_steps))
         self.images = 0
         self.seconds = 0.0
-        self._window_start: float | None = None
-        self._window_images = 0
         self.peak_gpu_mem_mib: float | None = None
+        self._steps_seen = 0
+        self._start: Any = None
+        self._pending: list[tuple[Any, Any, int]] = []
+        self._base_mem = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         if pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
+            self._base_mem = torch.cuda.memory_allocated(pl_module.device)
 
     def on_train_end(self, trainer, pl_module) -> None:
+        self._collect(pl_module)
         if pl_module.device.type == "cuda":
-            self.peak_gpu_mem_mib = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+            peak = torch.cuda.max_memory_allocated(pl_module.device) - self._base_mem
+            self.peak_gpu_mem_mib = max(0, peak) / 2**20
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self._window_start is None:
-            self._sync(pl_module)
-            self._window_start = time.perf_counter()
+        if self._steps_seen >= self.warmup_steps:
+            self._start = self._mark(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._window_images += int(batch["image"].shape[0]) * max(1, trainer.world_size)
-        if (batch_idx + 1) % self.sync_every == 0:
-            self._close_window(pl_module)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._close_window(pl_module)
-
-    def _close_window(self, pl_module) -> None:
-        if self._window_start is None:
+        self._steps_seen += 1
+        if self._start is None:
             return
-        self._sync(pl_module)
-        self.seconds += time.perf_counter() - self._window_start
-        self.images += self._window_images
-        self._window_start, self._window_images = None, 0
+        images = int(batch["image"].shape[0]) * max(1, trainer.world_size)
+        self._pending.append((self._start, self._mark(pl_module), images))
+        self._start = None
+        if len(self._pending) >= self.sync_every:
+            self._collect(pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._collect(pl_module)
 
     @staticmethod
-    def _sync(pl_module) -> None:
-        if pl_module.device.type == "cuda":
+    def _mark(pl_module) -> Any:
+        """A point in time: a recorded CUDA event on GPU (no sync), else the host clock."""
+        if pl_module.device.type != "cuda":
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def _collect(self, pl_module) -> None:
+        """Add the finished steps to the totals (one device sync on GPU)."""
+        if not self._pending:
+            return
+        cuda = pl_module.device.type == "cuda"
+        if cuda:
             torch.cuda.synchronize(pl_module.device)
+        for start, end, images in self._pending:
+            self.seconds += start.elapsed_time(end) / 1e3 if cuda else end - start
+            self.images += images
+        self._pending = []
 
     @property
     def images_per_second(self) -> float | None:
         return self.images / self.seconds if self.seconds > 0 else None
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "seconds": self.seconds}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.images = int(state_dict.get("images", 0))
-        self.seconds = float(state_dict.get("seconds", 0.0))
+    @property
+    def steps(self) -> int:
+        """Training steps this process ran (a resumed, finished run: 0)."""
+        return self._steps_seen
 
 
 class ValidationPanels(Callback):

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_errors, plain
@@ -51,6 +52,14 @@ def check_classes(cfg: DictConfig, spec) -> None:
         )
 
 
+def eval_device(cfg: DictConfig) -> str:
+    """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
+    ONNX session runs where Lightning puts the batches."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "cuda" if gpu else "cpu"
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
     from lipnet_pl.evaluation.reports import write_reports  # lazy: matplotlib
@@ -59,7 +68,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         tta = tta_config(plain(cfg.tta))
     key = "output" if cfg.get("output") else "paths.output_dir"
     out_dir = writable_dir(cfg.get("output") or cfg.paths.output_dir, key)
-    loaded = select_backend(load_model(cfg.ckpt_path), str(cfg.backend), "cpu", out_dir)
+    device = eval_device(cfg)
+    loaded = select_backend(load_model(cfg.ckpt_path, device), str(cfg.backend), device, out_dir)
     spec = loaded.spec
     check_classes(cfg, spec)
     net = inference_network(loaded, fast=bool(cfg.get("fast", True)))

@@ -44,10 +44,11 @@ def progress_bar() -> Progress:
     )
 
 
-def load_for_prediction(cfg: DictConfig) -> LoadedModel:
-    """The model of ``ckpt_path``, or random weights when (and only when) explicitly allowed."""
+def load_for_prediction(cfg: DictConfig, device: torch.device) -> LoadedModel:
+    """The model of ``ckpt_path`` on ``device`` (an ONNX session too), or random weights when
+    (and only when) explicitly allowed."""
     if cfg.get("ckpt_path"):
-        return load_model(cfg.ckpt_path)
+        return load_model(cfg.ckpt_path, device=device)
     if not cfg.get("allow_random_weights", False):
         raise UserError(
             "ckpt_path is required: pass ckpt_path=<run dir>/checkpoints/last.ckpt (or an .onnx "
@@ -176,7 +177,7 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
     work = Path(cfg.paths.output_dir)
-    loaded = select_backend(load_for_prediction(cfg), str(cfg.backend), device, work)
+    loaded = select_backend(load_for_prediction(cfg, device), str(cfg.backend), device, work)
     predictor = Predictor(
         loaded, device=device, tta=tta, fast=bool(cfg.fast), compile=bool(cfg.get("compile"))
     )

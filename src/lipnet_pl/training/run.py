@@ -26,6 +26,7 @@ from lipnet_pl.engine.guard import NonFiniteGuard
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import Terminated, UserError
 from lipnet_pl.models.summary import count_gflops, count_parameters
+from lipnet_pl.precision import trainer_precision
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
     Lightning's table (which prints ``Total FLOPs: 0``)."""
     trainer_cfg = plain(cfg.trainer)
     trainer_cfg.setdefault("enable_model_summary", False)
+    trainer_cfg["precision"] = trainer_precision(
+        trainer_cfg.get("precision"), trainer_cfg.get("accelerator")
+    )
     plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
     with config_errors("trainer"):
         return hydra.utils.instantiate(
@@ -206,6 +210,7 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "last_val": {k: v for k, v in (module.last_val_results or {}).items() if k != "confmat"},
         "train_images_per_s": None if throughput is None else throughput.images_per_second,
         "peak_gpu_mem_mib": None if throughput is None else throughput.peak_gpu_mem_mib,
+        "steps_this_run": None if throughput is None else throughput.steps,
         "global_step": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
         "best_ckpt": best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else None,
