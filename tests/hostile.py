@@ -111,8 +111,8 @@ def fill_disk(monkeypatch, folder: Path, free_bytes: int) -> None:
     def opened(file, mode="r", *args, **kwargs):
         handle = real_open(file, mode, *args, **kwargs)
         path = os.readlink(f"/proc/self/fd/{file}") if isinstance(file, int) else file
-        writing = any(c in mode for c in "wax+") and "b" in mode
-        if writing and Path(os.fspath(path)).resolve().is_relative_to(folder):
+        buffered_writer = isinstance(handle, io.BufferedWriter)  # binary, mode w/a/x
+        if buffered_writer and Path(os.fspath(path)).resolve().is_relative_to(folder):
             return _FullDiskFile(handle.detach(), budget)
         return handle
 

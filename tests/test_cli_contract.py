@@ -183,17 +183,17 @@ def test_a_real_process_prints_one_line_and_no_traceback(cli, tmp_path):
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory, lip_root, trained_ckpt):
-    """A LIP root whose train and val labels hold 25 (20 classes), a live HTTP server of an
+    """LIP roots whose train (or val) labels hold 25 (20 classes), a live HTTP server of an
     MPEG-TS clip, a file named ``results``, a folder of images with a ``.txt`` and a
     ``.DS_Store``."""
     root = tmp_path_factory.mktemp("hostile")
-    bad = root / "bad_labels"
-    shutil.copytree(lip_root, bad)
-    for split in find_layout(bad).values():
-        for sample_id in split.ids if split.labelled else ():
-            label = np.array(Image.open(split.label_path(sample_id)))
+    for split in ("train", "val"):  # a mis-converted mask in every sample of one split
+        shutil.copytree(lip_root, root / f"bad_{split}")
+        files = find_layout(root / f"bad_{split}")[split]
+        for sample_id in files.ids:
+            label = np.array(Image.open(files.label_path(sample_id)))
             label[:3, :3] = 25
-            Image.fromarray(label).save(split.label_path(sample_id))
+            Image.fromarray(label).save(files.label_path(sample_id))
     (root / "results").write_text("a file where the output folder should go\n")
     photos = root / "photos"
     photos.mkdir()
@@ -205,7 +205,6 @@ def hostile(tmp_path_factory, lip_root, trained_ckpt):
         yield {
             "dir": root,
             "lip": lip_root,
-            "bad": bad,
             "url": url,
             "photos": photos,
             "ckpt": trained_ckpt,
@@ -229,8 +228,13 @@ def hostile_args(command: str, case: str, h: dict, tmp_path: Path, monkeypatch) 
         *TINY_NET,
     ]
     base = {
-        "train": ["data=lip", f"data.root={h['bad']}", *tiny_train],
-        "eval": [f"ckpt_path={ckpt}", f"data.root={h['bad']}", "data.num_workers=0", "trainer=cpu"],
+        "train": ["data=lip", f"data.root={d / 'bad_train'}", *tiny_train],
+        "eval": [
+            f"ckpt_path={ckpt}",
+            f"data.root={d / 'bad_val'}",
+            "data.num_workers=0",
+            "trainer=cpu",
+        ],
         "predict": [f"ckpt_path={ckpt}", f"input={h['photos']}", "device=cpu"],
         "export": [f"ckpt_path={ckpt}", "format=onnx", f"output={tmp_path / 'out' / 'model.onnx'}"],
     }[command]
@@ -263,8 +267,8 @@ def hostile_args(command: str, case: str, h: dict, tmp_path: Path, monkeypatch) 
 
 
 HOSTILE = {
-    ("train", "label_outside_classes"): (2, "has values [25] outside the 20 classes"),
-    ("eval", "label_outside_classes"): (2, "has values [25] outside the 20 classes"),
+    ("train", "label_outside_classes"): (2, "train_segmentations"),  # the file, the values ...
+    ("eval", "label_outside_classes"): (2, "val_segmentations"),
     ("predict", "output_is_a_file"): (2, "is a file, not a folder"),
     ("eval", "output_is_a_file"): (2, "is a file, not a folder"),
     ("train", "run_dir_is_a_file"): (2, "cannot create the run dir"),
@@ -295,6 +299,10 @@ def test_what_users_and_machines_feed_the_commands(
         assert not lines and fragment in out, out[-3000:]
     if case == "folder_with_other_files":  # list.txt and .DS_Store: ignored, not failed
         assert "0 failed, 2 ignored (not images or videos)" in out
+    if case == "label_outside_classes":
+        assert (
+            "has values [25] outside the 20 classes" in lines[0] and "data.num_classes" in lines[0]
+        )
     if case == "disk_full":
         folder = tmp_path / ("run/checkpoints" if command == "train" else "out")
         if command == "train":  # the checkpoint of step 1 stays; no partial file anywhere
