@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import lipnet_pl.core.loader as loader
+import lipnet_pl.evaluation.evaluate as evaluate_run
 import lipnet_pl.inference.predict as predict_run
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import LoadedModel
@@ -30,6 +31,7 @@ def load_spy(monkeypatch):
 
     monkeypatch.setattr(loader, "load_model", spy)
     monkeypatch.setattr(predict_run, "load_model", spy)
+    monkeypatch.setattr(evaluate_run, "load_model", spy)
     return seen
 
 
