@@ -204,7 +204,9 @@ class SegmentationModule(pl.LightningModule):
         if lr_miou is not None:
             scalars["val/lr_miou"] = lr_miou
         scalars.update({f"val/iou/{n}": v for n, v in zip(names, res["iou"], strict=True)})
-        self.log_dict({k: v.float() for k, v in scalars.items()}, sync_dist=False)
+        # identical on every rank (the confusion matrix is synced): averaging them over the
+        # ranks is exact, costs one tiny all-reduce per value and is what Lightning expects
+        self.log_dict({k: v.float() for k, v in scalars.items()}, sync_dist=True)
         results = {
             **{k: float(res[k]) for k in ("miou", "pixel_acc", "mean_acc", "paper_miou_per_image")},
             "lr_miou": None if lr_miou is None else float(lr_miou),

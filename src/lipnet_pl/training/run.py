@@ -46,15 +46,23 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
     return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
 
 
+def launched_by_slurm() -> bool:
+    """A multirun job started by a SLURM launcher: its tasks are the DDP ranks already."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return "slurm" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse combinations that hang or cannot work, before anything heavy starts."""
-    if is_multirun() and is_distributed(cfg.trainer):
+    if is_multirun() and is_distributed(cfg.trainer) and not launched_by_slurm():
         raise UserError(
             "Hydra multirun with a multi-process trainer "
             f"(trainer.strategy={cfg.trainer.get('strategy')}, trainer.devices="
             f"{cfg.trainer.get('devices')}, trainer.num_nodes={cfg.trainer.get('num_nodes')}) "
             "hangs: Lightning cannot relaunch DDP workers from a sweep. Run sweeps one device per "
-            "job (trainer=gpu or trainer=cpu), or launch each DDP run separately without -m."
+            "job (trainer=gpu or trainer=cpu; hydra/launcher=local runs one job per GPU at once), "
+            "or give every job its own SLURM job with hydra/launcher=slurm."
         )
 
 
@@ -113,10 +121,11 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
     """``cfg.trainer`` with atomic checkpoint writes; our one-line model summary replaces
     Lightning's table (which prints ``Total FLOPs: 0``)."""
     from lipnet_pl.training.checkpoint_io import AtomicCheckpointIO
+    from lipnet_pl.training.requeue import cluster_plugins
 
     trainer_cfg = plain(cfg.trainer)
     trainer_cfg.setdefault("enable_model_summary", False)
-    plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
+    plugins = [AtomicCheckpointIO(), *cluster_plugins(), *(trainer_cfg.pop("plugins", None) or [])]
     with config_errors("trainer"):
         return hydra.utils.instantiate(
             trainer_cfg,
@@ -197,12 +206,14 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
 
     from lipnet_pl.models.summary import count_gflops, count_parameters
     from lipnet_pl.training.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
+    from lipnet_pl.training.requeue import SlurmRequeue, restart_count
 
     best_cb = next(
         (c for c in trainer.checkpoint_callbacks if not isinstance(c, StepCheckpoint)), None
     )
     best = module.best_val_results or module.last_val_results or {}
     throughput = find_callback(trainer, ThroughputMonitor)
+    requeue = find_callback(trainer, SlurmRequeue)
     h, w = module.hparams["input_size"]
     return {
         "model": module.hparams["net"].get("name"),
@@ -217,6 +228,12 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "train_images_per_s": None if throughput is None else throughput.images_per_second,
         "peak_gpu_mem_mib": None if throughput is None else throughput.peak_gpu_mem_mib,
         "global_step": int(trainer.global_step),
+        "start_step": None if requeue is None else requeue.start_step,
+        "world_size": int(trainer.world_size),
+        "num_nodes": int(trainer.num_nodes),
+        "devices_per_node": int(trainer.num_devices),
+        "precision": str(trainer.precision),
+        "restart_count": restart_count(),
         "epochs": int(trainer.current_epoch),
         "best_ckpt": best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else None,
         "last_ckpt": best_cb.last_model_path if isinstance(best_cb, ModelCheckpoint) else None,
@@ -233,15 +250,17 @@ def _job_overrides() -> list[str]:
 
 
 def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
-    """The divergence guard is always on; the LR monitor needs a logger."""
+    """The divergence guard and the SLURM requeue are always on; the LR monitor needs a logger."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     from lipnet_pl.training.guard import NonFiniteGuard
+    from lipnet_pl.training.requeue import SlurmRequeue
 
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    if not any(isinstance(cb, NonFiniteGuard) for cb in callbacks):
-        callbacks.append(NonFiniteGuard())
+    for kind in (NonFiniteGuard, SlurmRequeue):
+        if not any(isinstance(cb, kind) for cb in callbacks):
+            callbacks.append(kind())
     return callbacks
 
 
