@@ -72,7 +72,15 @@ def sweep_job_type() -> str | None:
     return ",".join(kept)[:128] or "all"
 
 
+def num_devices() -> int:
+    """Visible GPUs, else 1: the default number of parallel jobs of ``hydra/launcher=local``."""
+    from lipnet_pl.sweeps.devices import visible_devices  # torch: only when a launcher asks
+
+    return visible_devices()
+
+
 OmegaConf.register_new_resolver("lipnet.job_dir", job_dirname, replace=True)
+OmegaConf.register_new_resolver("lipnet.num_devices", num_devices, replace=True)
 OmegaConf.register_new_resolver("lipnet.sweep_group", sweep_group, replace=True)
 OmegaConf.register_new_resolver("lipnet.job_type", sweep_job_type, replace=True)
 

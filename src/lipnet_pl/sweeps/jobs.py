@@ -70,7 +70,7 @@ def failure_reason(err: BaseException) -> str:
         reason = "out of memory: " + one_line(str(err).split("\n")[0])
     else:
         reason = f"{type(err).__name__}: {one_line(err)} (traceback in error.txt)"
-    return reason if len(reason) <= 300 else reason[:297] + "..."
+    return reason if len(reason) <= 500 else reason[:497] + "..."
 
 
 def _hydra_job() -> Any | None:

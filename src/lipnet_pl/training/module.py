@@ -21,6 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.evaluation.metrics import LIPSegmentationMetrics
@@ -100,6 +101,7 @@ class SegmentationModule(pl.LightningModule):
             info.num_classes, ignore_index=info.ignore_index, **self.hparams["loss"]
         )
         self.val_metrics = LIPSegmentationMetrics(info.num_classes, info.ignore_index)
+        self.train_loss_mean = MeanMetric()
         self.last_val_results: dict[str, Any] | None = None
         self.best_val_results: dict[str, Any] | None = None
         self._val_seen = 0
@@ -165,9 +167,10 @@ class SegmentationModule(pl.LightningModule):
                 "models must keep the input's H x W"
             )
         loss = self.loss_fn(logits, masks)
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
-        )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # the epoch mean through a metric: synced over the ranks once per epoch, not every step
+        self.train_loss_mean.update(loss.detach(), weight=len(images))
+        self.log("train/loss_epoch", self.train_loss_mean, on_step=False, on_epoch=True)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
