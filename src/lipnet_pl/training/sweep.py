@@ -73,7 +73,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def _job_dirs(sweep_dir: Path, summary_name: str) -> list[Path]:
     found = {p.parent for p in sweep_dir.rglob(summary_name)}
     found |= {p.parent for p in sweep_dir.rglob(STATUS_FILE)}
-    return sorted(found, key=lambda d: _job_key(d, sweep_dir))
+    return sorted(found, key=lambda d: _job_key(d / summary_name, sweep_dir))
 
 
 def collect_rows(
