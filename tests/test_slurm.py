@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tiny import TINY_NET
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
+ENV = {**os.environ, "WANDB_MODE": "offline"}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,27 @@ def _requeue(job_id: str, proc: subprocess.Popen) -> None:
     subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
 
 
+def _overrides(lip_root: Path) -> list[str]:
+    return [
+        "data=lip",
+        f"data.root={lip_root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        f"trainer.max_epochs={EPOCHS}",
+        "trainer.limit_val_batches=1",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        "callbacks.step_checkpoint.every_n_train_steps=2",
+        "callbacks.slurm_requeue.check_every_n_steps=1",
+        *TINY_NET,
+    ]
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
 @pytest.mark.slow
 def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     sweep = tmp_path / "sweep"
@@ -71,20 +94,9 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
             "hydra/launcher=slurm",
             f"hydra.sweep.dir={sweep}",
             "trainer=cpu,ddp_sim",
-            "data=lip",
-            f"data.root={lip_root}",
-            "data.crop_size=[64,64]",
-            "data.batch_size=2",
-            "data.num_workers=0",
-            f"trainer.max_epochs={EPOCHS}",
-            "trainer.limit_val_batches=1",
-            "logger=none",
-            "callbacks.progress_bar=null",
-            "callbacks.step_checkpoint.every_n_train_steps=2",
-            "callbacks.slurm_requeue.check_every_n_steps=1",
-            *TINY_NET,
+            *_overrides(lip_root),
         ],
-        env={**os.environ, "WANDB_MODE": "offline"},
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -125,3 +137,24 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     for name, text in logs.items():
         assert "Traceback" not in text, (name, text[-3000:])
         assert "sync_dist" not in text, name
+
+    # the same weights as an uninterrupted 2-process run (Lightning spawns it; no SLURM)
+    plain = tmp_path / "uninterrupted"
+    done = subprocess.run(
+        [sys.executable, "-m", "lipnet_pl.train", "trainer=ddp_sim", *_overrides(lip_root)]
+        + [f"hydra.run.dir={plain}"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        json.loads((plain / "run_summary.json").read_text())["global_step"]
+        == EPOCHS * STEPS_PER_EPOCH
+    )
+    resumed, straight = (_weights(d / "checkpoints" / "last.ckpt") for d in (ddp, plain))
+    assert resumed.keys() == straight.keys()
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)

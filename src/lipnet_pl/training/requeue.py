@@ -114,7 +114,7 @@ class SlurmRequeue(Callback):
 
     def _stop(self, trainer, received: int) -> None:
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         job_id = slurm_job_id() or ""
         requeued = False
         if trainer.is_global_zero and job_id:
@@ -125,4 +125,5 @@ class SlurmRequeue(Callback):
                 requeued = done.returncode == 0
                 if not requeued:
                     log.warning("scontrol requeue %s failed: %s", job_id, done.stderr.strip())
+        requeued = bool(trainer.strategy.broadcast(requeued, src=0))  # every rank exits alike
         raise Requeued(str(path), int(trainer.global_step), requeued)
