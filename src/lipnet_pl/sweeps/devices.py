@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
+CORES = sorted(os.sched_getaffinity(0))  # before any job of this worker process narrowed it
+
 
 def visible_devices() -> int:
     """The default number of parallel jobs: visible GPUs, else 1 (one training uses every core)."""
@@ -57,9 +59,8 @@ def pin(cfg: DictConfig, slot: int, count: int) -> str:
         with open_dict(cfg.trainer):
             cfg.trainer.devices = [slot]
         return f"cuda:{slot}"
-    cores = sorted(os.sched_getaffinity(0))
-    share = max(1, len(cores) // count)
-    mine = cores[(slot * share) % len(cores) :][:share]
+    share = max(1, len(CORES) // count)
+    mine = CORES[(slot * share) % len(CORES) :][:share]
     os.sched_setaffinity(0, mine)
     torch.set_num_threads(len(mine))
     return f"cpu{slot} (cores {','.join(str(c) for c in mine)})"
