@@ -83,6 +83,7 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
+@pytest.mark.slurm
 def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(
@@ -137,6 +138,7 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     for name, text in logs.items():
         assert "Traceback" not in text, (name, text[-3000:])
         assert "sync_dist" not in text, name
+        assert "not resumable" not in text, name  # Lightning sees the loader resumes exactly
 
     # the same weights as an uninterrupted 2-process run (Lightning spawns it; no SLURM)
     plain = tmp_path / "uninterrupted"
