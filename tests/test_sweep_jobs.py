@@ -160,3 +160,17 @@ def test_summary_groups_seeds_and_tests_against_the_reference_with_two_standard_
     assert "| model/dilations=paper | 3/3 | 51.00 ± 1.00 | 20.00 ± 0.00 | (reference) |" in table
     assert "| model/dilations=control | 3/3 | 41.00 ± 1.00 | 10.00 ± 0.00 | yes |" in table
     assert plot(list(groups.values()), tmp_path / "s.png").stat().st_size > 0
+
+
+def test_wandb_groups_a_sweep_only_in_a_multirun():
+    from omegaconf import OmegaConf
+
+    from lipnet_pl.config import compose, job_dirname
+
+    cfg = compose("train", ["logger=wandb", "paths.output_dir=/tmp/unused"])
+    wandb = OmegaConf.to_container(cfg.logger.wandb, resolve=True)
+    assert wandb["group"] is None and wandb["job_type"] is None  # a single run has no group
+    # a job's folder: the swept keys only (no multirun.yaml here: every override), sorted
+    assert job_dirname("/nonexistent", ["seed=1", "model/dilations=paper"]) == (
+        "model.dilations=paper,seed=1"
+    )
