@@ -73,7 +73,8 @@ def _overrides(lip_root: Path) -> list[str]:
         "logger=none",
         "callbacks.progress_bar=null",
         "callbacks.step_checkpoint.every_n_train_steps=2",
-        "callbacks.slurm_requeue.check_every_n_steps=1",
+        # ranks agree every 7 steps: 7, 14, 21 are all mid-epoch (4 steps per epoch)
+        "callbacks.slurm_requeue.check_every_n_steps=7",
         *TINY_NET,
     ]
 
@@ -134,6 +135,7 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     assert len(said) == 1 and said[0].startswith("requeued: will resume from "), said
     stopped_at = int(said[0].rsplit("(step ", 1)[1].rstrip(")"))
     assert 0 < stopped_at == summary["start_step"] < summary["global_step"]
+    assert stopped_at % STEPS_PER_EPOCH != 0  # mid-epoch
     assert "requeued:" in logs[f"{job_id}_0_log.err"]  # rank 0 only
     for name, text in logs.items():
         assert "Traceback" not in text, (name, text[-3000:])
