@@ -109,6 +109,8 @@ def sweep_job(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[DictCon
 
 
 def run_sweep_job(task: Callable, cfg: DictConfig, hydra_cfg: Any) -> dict[str, Any]:
+    """Run one multirun job: skip it if an earlier launch finished it, else record its status
+    around ``task`` and turn an exception into a ``failed`` status (the job returns {})."""
     job_dir = Path(cfg.paths.output_dir)
     previous = read_status(job_dir)
     if previous.get("status") == "finished" and Path(cfg.summary_file).is_file():
