@@ -74,7 +74,7 @@ def train_cfg(lip_root, tmp_path) -> Callable[..., object]:
 @pytest.fixture(scope="session")
 def trained_ckpt(tmp_path_factory, lip_root) -> Path:
     """``last.ckpt`` of a real 2-step training run of the tiny LIP-Net (read-only)."""
-    from lipnet_pl.training.run import train
+    from lipnet_pl.training.train import train
 
     out = tmp_path_factory.mktemp("trained")
     summary = train(compose("train", tiny_train_overrides(lip_root, out)))

@@ -46,7 +46,7 @@ def test_gpu_trainers_default_to_auto(trainer):
 
 
 def test_build_trainer_resolves_auto(tmp_path):
-    from lipnet_pl.training.run import build_trainer
+    from lipnet_pl.engine.builders import build_trainer
 
     cfg = compose(
         "train", ["trainer=cpu", "trainer.precision=auto", f"paths.output_dir={tmp_path}"]

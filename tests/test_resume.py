@@ -15,7 +15,7 @@ from lipnet_pl.core.loader import load_model
 from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
 from lipnet_pl.engine.losses import SegmentationLoss
 from lipnet_pl.errors import NonFiniteLossError, UserError
-from lipnet_pl.training.run import train
+from lipnet_pl.training.train import train
 from tiny import TINY_NET
 
 EPOCHS, BATCHES = 3, 4

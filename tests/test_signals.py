@@ -18,7 +18,7 @@ import torch
 
 from conftest import tiny_train_overrides
 from hostile import live_server, write_ts
-from lipnet_pl.training.run import check_resumable
+from lipnet_pl.training.train import check_resumable
 
 
 def terminate_when(

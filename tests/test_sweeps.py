@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lipnet_pl.config import compose, config_dir
-from lipnet_pl.training.sweep import write_summary
+from lipnet_pl.sweeps.summary import write_summary
 from tiny import TINY_NET
 
 TINY = [
@@ -91,9 +91,12 @@ def test_multirun_over_raw_dilation_lists(tmp_path, lip_root):
 
 @pytest.mark.slow
 def test_multirun_with_ddp_is_refused_with_a_clear_message(tmp_path, lip_root):
+    # without a SLURM launcher every job is refused (a failed row each), the sweep ends with 4
     proc, _ = _multirun(tmp_path, lip_root, "trainer=ddp_sim", "model/dilations=paper,shallow")
-    assert proc.returncode == 2
-    assert "multirun" in proc.stderr and "one device per job" in proc.stderr
+    assert proc.returncode == 4
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 2 of 2 sweep jobs failed: model.dilations=paper (Hydra multirun")
+    assert "one device per job" in last and "hydra/launcher=slurm" in last
     assert "Traceback" not in proc.stderr
 
 
@@ -125,6 +128,8 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
                     "best_val_miou": miou,
                     "best_val_lr_miou": miou / 2,
                     "train_images_per_s": 12.5,
+                    "world_size": 1,
+                    "restart_count": 0,
                     "overrides": [f"job={job}"],
                 }
             )
@@ -136,7 +141,8 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
     assert md[0].startswith(
         "| job | model | dilations | params | GFLOPs | best val mIoU (%) | left/right mIoU (%) |"
     )
-    assert (
-        md[2] == "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | job=2 |"
+    assert md[2] == (
+        "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | 1 | 0 "
+        "| finished | - | job=2 |"
     )
     assert write_summary(tmp_path / "empty") is None

@@ -16,7 +16,7 @@ from lipnet_pl.core.loader import load_model
 from lipnet_pl.engine.losses import SegmentationLoss
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.engine.optim import build_optimizer, lr_factor
-from lipnet_pl.training.run import train
+from lipnet_pl.training.train import train
 from tiny import TINY_NET_CONFIG
 
 
@@ -212,8 +212,9 @@ def test_progress_bar_reads_metrics_every_n_steps_and_hides_v_num(monkeypatch):
 def test_lr_monitor_is_dropped_and_guard_added_without_logger(train_cfg):
     from lightning.pytorch.callbacks import LearningRateMonitor
 
+    from lipnet_pl.engine.builders import instantiate_group
     from lipnet_pl.engine.guard import NonFiniteGuard
-    from lipnet_pl.training.run import _default_callbacks, instantiate_group
+    from lipnet_pl.training.train import _default_callbacks
 
     cfg = train_cfg("~callbacks.nonfinite_guard")
     callbacks = _default_callbacks(instantiate_group(cfg.callbacks, "callbacks"), [])

@@ -15,8 +15,12 @@ Each command module is a thin shell, ``main = hydra_command("<config>", <library
   2    the user's input is wrong (config value, file, data): ONE line ``error: ...`` that
        names the key or file and says what to do, no traceback
   3    training diverged (NaN/Inf loss or gradients); the last good checkpoint is kept
+  4    a multirun finished, but some of its jobs failed (the summary lists them; one line names
+       them)
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM): stopped as on Ctrl-C, ``error: terminated``
+  0    (SLURM) the job saved a checkpoint and was requeued: ``requeued: will resume from ...``
+       on rank 0 only (:mod:`lipnet_pl.engine.requeue`)
   ===  ==================================================================================
 """
 
@@ -34,12 +38,13 @@ from typing import Any, NoReturn
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_dir
-from lipnet_pl.errors import NonFiniteLossError, Terminated, UserError
+from lipnet_pl.errors import NonFiniteLossError, Requeued, SweepFailed, Terminated, UserError
 from lipnet_pl.runtime import quiet_libraries
 
 EXIT_BUG = 1
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_SWEEP_FAILED = 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process killed by it
 _SIGTERM_RECEIVED = threading.Event()
@@ -103,8 +108,12 @@ def exit_on_errors(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if cause is not None and str(cause) and str(cause) not in str(err):
             detail += " (" + one_line(str(cause).split("\n")[0]) + ")"
         _exit(EXIT_USER_ERROR, detail + " (run with --help for the config groups and keys)")
+    except SweepFailed as err:
+        _exit(EXIT_SWEEP_FAILED, one_line(err))
     except KeyboardInterrupt as err:
         _exit(*_interruption(err))
+    except Requeued as stop:
+        _stopped_by_slurm(stop)
 
 
 def _interruption(err: KeyboardInterrupt) -> tuple[int, str]:
@@ -146,6 +155,33 @@ def sigterm_stops() -> Iterator[None]:
         _SIGTERM_RECEIVED.clear()
 
 
+def _stopped_by_slurm(stop: Requeued) -> NoReturn:
+    """One line on rank 0 (the other ranks stopped at the same step and say nothing)."""
+    rank_zero = int(os.environ.get("SLURM_PROCID") or os.environ.get("RANK") or 0) == 0
+    where = f"{stop.ckpt_path} (step {stop.step})"
+    if stop.requeued:
+        if rank_zero:
+            print(f"requeued: will resume from {where}", file=sys.stderr, flush=True)
+        sys.exit(0)
+    if rank_zero:
+        _exit(EXIT_TERMINATED, f"terminated; resume from {where}")
+    sys.exit(EXIT_TERMINATED)
+
+
+_DEFERRED: list[Exception] = []
+
+
+def fail_after_hydra(error: Exception) -> None:
+    """Report ``error`` under the contract once Hydra returns: Hydra turns an exception raised
+    in one of its callbacks (e.g. the sweep summary's failed jobs) into a warning and exit 0."""
+    _DEFERRED.append(error)
+
+
+def _raise_deferred() -> None:
+    if _DEFERRED:
+        raise _DEFERRED.pop(0)
+
+
 def _seed(cfg: DictConfig) -> None:
     if "seed" in cfg and cfg.seed is not None:
         from lightning.pytorch import seed_everything
@@ -185,11 +221,13 @@ def hydra_command(
 
         with sigterm_stops():
             try:
-                return exit_on_errors(hydra_main)
+                result = exit_on_errors(hydra_main)
             except OSError as err:
                 if started or err.filename is None:
                     raise
                 _exit(EXIT_USER_ERROR, _run_dir_message(err))
+            exit_on_errors(_raise_deferred)
+            return result
 
     main.__doc__ = f"Hydra command over conf/{config_name}.yaml calling {task.__qualname__}."
     return main

@@ -87,3 +87,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+
+
+def visible_devices() -> int:
+    """The default number of parallel jobs: visible GPUs, else 1 (one training uses every core)."""
+    return torch.cuda.device_count() or 1

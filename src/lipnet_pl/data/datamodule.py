@@ -33,7 +33,7 @@ from lipnet_pl.config import plain
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.data.dataset import BAD_LABELS, LIPDataset
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_split_message
-from lipnet_pl.data.sampling import EpochSampler
+from lipnet_pl.data.sampling import EpochSampler, ResumableLoader
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
 
@@ -238,8 +238,11 @@ class LIPDataModule(L.LightningDataModule):
             sampler = DistributedSampler(dataset, world, rank, shuffle=False)
         else:
             sampler = None
-        return DataLoader(
+        loader = ResumableLoader if train else DataLoader
+        extra = {"position": self.state_dict} if train else {}
+        return loader(
             dataset,
+            **extra,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=train and len(sampler or dataset) > batch_size,

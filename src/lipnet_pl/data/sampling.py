@@ -14,10 +14,10 @@ result. :class:`EpochSampler` therefore
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -90,3 +90,21 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __len__(self) -> int:
         return self.per_rank
+
+
+class ResumableLoader(DataLoader):
+    """The training DataLoader, resumable in Lightning's eyes (``state_dict``/``load_state_dict``):
+    Lightning saves its position in every checkpoint and, on a mid-epoch resume, hands it back
+    (instead of warning that the loader is not resumable). ``position()`` gives
+    ``{"epoch", "samples_done"}`` from the trainer's progress (the loader runs ahead of it)."""
+
+    def __init__(self, *args, position: Callable[[], dict[str, int]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._position = position
+
+    def state_dict(self) -> dict[str, int]:
+        return self._position()
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if state_dict and isinstance(self.sampler, EpochSampler):
+            self.sampler.resume(state_dict["epoch"], state_dict["samples_done"])

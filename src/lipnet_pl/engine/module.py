@@ -21,6 +21,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from lipnet_pl.core.metrics import LIPSegmentationMetrics
 from lipnet_pl.core.spec import ModelSpec
@@ -99,6 +100,7 @@ class SegmentationModule(pl.LightningModule):
             info.num_classes, ignore_index=info.ignore_index, **self.hparams["loss"]
         )
         self.val_metrics = LIPSegmentationMetrics(info.num_classes, info.ignore_index)
+        self.train_loss_mean = MeanMetric()
         self.last_val_results: dict[str, Any] | None = None
         self.best_val_results: dict[str, Any] | None = None
         self._val_seen = 0
@@ -164,9 +166,10 @@ class SegmentationModule(pl.LightningModule):
                 "models must keep the input's H x W"
             )
         loss = self.loss_fn(logits, masks)
-        self.log(
-            "train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images)
-        )
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        # the epoch mean through a metric: synced over the ranks once per epoch, not every step
+        self.train_loss_mean.update(loss.detach(), weight=len(images))
+        self.log("train/loss_epoch", self.train_loss_mean, on_step=False, on_epoch=True)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -203,7 +206,9 @@ class SegmentationModule(pl.LightningModule):
         if lr_miou is not None:
             scalars["val/lr_miou"] = lr_miou
         scalars.update({f"val/iou/{n}": v for n, v in zip(names, res["iou"], strict=True)})
-        self.log_dict({k: v.float() for k, v in scalars.items()}, sync_dist=False)
+        # identical on every rank (the confusion matrix is synced): averaging them over the
+        # ranks is exact, costs one tiny all-reduce per value and is what Lightning expects
+        self.log_dict({k: v.float() for k, v in scalars.items()}, sync_dist=True)
         results = {
             **{k: float(res[k]) for k in ("miou", "pixel_acc", "mean_acc", "paper_miou_per_image")},
             "lr_miou": None if lr_miou is None else float(lr_miou),

@@ -23,12 +23,12 @@ from lipnet_pl.core.backends import select_backend
 from lipnet_pl.core.loader import load_model
 from lipnet_pl.core.predictor import inference_network
 from lipnet_pl.core.tta import tta_config
+from lipnet_pl.engine.builders import build_datamodule, build_trainer
 from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.writer import PredictionWriter
 from lipnet_pl.outputs import writable_dir
-from lipnet_pl.training.run import build_datamodule, build_trainer
 
 log = logging.getLogger(__name__)
 

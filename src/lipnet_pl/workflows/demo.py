@@ -17,7 +17,7 @@ from lipnet_pl.config import compose
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.inference.predict import run_predict
-from lipnet_pl.training.run import train
+from lipnet_pl.training.train import train
 
 
 def _test_images(data_root: Path, count: int) -> list[str]:

@@ -29,7 +29,7 @@ from lipnet_pl.inference.predict import run_predict
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.precision import auto_dtype
-from lipnet_pl.training.run import train as fit
+from lipnet_pl.training.train import train as fit
 
 # the quick profile: what a short GPU loan must show (docs/benchmarks.md)
 QUICK_BENCH = [

@@ -2,7 +2,7 @@
 
 Called by ``python -m lipnet_pl.train``, the demo, tests and notebooks. Every output lands under
 ``paths.output_dir`` (the run dir): checkpoints/, logs/, wandb/, figures/ and
-``run_summary.json`` (read by the multirun summary, :mod:`lipnet_pl.training.sweep`).
+``run_summary.json`` (read by the multirun summary, :mod:`lipnet_pl.sweeps.summary`).
 """
 
 from __future__ import annotations
@@ -14,27 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from lipnet_pl.config import config_errors, plain
 from lipnet_pl.core.loader import HINT, read_checkpoint
-from lipnet_pl.data.layout import find_layout, missing_split_message
+from lipnet_pl.engine.builders import (
+    build_datamodule,
+    build_module,
+    build_trainer,
+    instantiate_group,
+)
 from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
-from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
 from lipnet_pl.engine.guard import NonFiniteGuard
-from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.requeue import SlurmRequeue, restart_count
 from lipnet_pl.errors import Terminated, UserError
 from lipnet_pl.models.summary import count_gflops, count_parameters
-from lipnet_pl.precision import trainer_precision
 
 log = logging.getLogger(__name__)
-
-DATA_HINT = (
-    "Get LIP as described in data/README.md (then pass data.root=/path/to/LIP), or try the "
-    "pipeline without it: `make demo` (synthetic data, CPU, a few minutes) or "
-    "`python -m lipnet_pl.train experiment=demo`."
-)
 
 
 def is_multirun() -> bool:
@@ -54,75 +49,23 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
     return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
 
 
+def launched_by_slurm() -> bool:
+    """A multirun job started by a SLURM launcher: its tasks are the DDP ranks already."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return "slurm" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuse combinations that hang or cannot work, before anything heavy starts."""
-    if is_multirun() and is_distributed(cfg.trainer):
+    if is_multirun() and is_distributed(cfg.trainer) and not launched_by_slurm():
         raise UserError(
             "Hydra multirun with a multi-process trainer "
             f"(trainer.strategy={cfg.trainer.get('strategy')}, trainer.devices="
             f"{cfg.trainer.get('devices')}, trainer.num_nodes={cfg.trainer.get('num_nodes')}) "
             "hangs: Lightning cannot relaunch DDP workers from a sweep. Run sweeps one device per "
-            "job (trainer=gpu or trainer=cpu), or launch each DDP run separately without -m."
-        )
-
-
-def build_datamodule(cfg: DictConfig, splits=("train", "val"), **overrides: Any):
-    """``cfg.data`` (``_target_``) with ``overrides``; the ``splits`` it needs are checked
-    before any Trainer (or GPU) starts."""
-    data_cfg = plain(cfg.data)
-    data_cfg.update(overrides)
-    with config_errors("data"):
-        dm = hydra.utils.instantiate(data_cfg, _convert_="all")
-    try:
-        dm.prepare_data()
-        layout = find_layout(dm.root, use_id_files=getattr(dm, "use_id_files", True))
-    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
-        raise UserError(f"{err} {DATA_HINT}") from None
-    for split in splits:
-        if split not in layout or not layout[split].ids:
-            raise UserError(missing_split_message(dm.root, "data.root", split))
-    return dm
-
-
-def build_module(cfg: DictConfig, dm):
-    with config_errors("model.net"):
-        return SegmentationModule(
-            net=plain(cfg.model.net),
-            classes=dm.classes.to_dict(),
-            input_size=list(dm.crop_size),
-            normalize={"mean": list(dm.mean), "std": list(dm.std)},
-            **plain(cfg.module),
-        )
-
-
-def instantiate_group(group: DictConfig | None, key: str) -> list[Any]:
-    """Instantiate every ``_target_`` entry of a callbacks/logger group."""
-    if not group:
-        return []
-    with config_errors(key):
-        return [
-            hydra.utils.instantiate(v, _convert_="all")
-            for v in group.values()
-            if isinstance(v, DictConfig) and "_target_" in v
-        ]
-
-
-def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
-    """``cfg.trainer`` with atomic checkpoint writes; our one-line model summary replaces
-    Lightning's table (which prints ``Total FLOPs: 0``)."""
-    trainer_cfg = plain(cfg.trainer)
-    trainer_cfg.setdefault("enable_model_summary", False)
-    trainer_cfg["precision"] = trainer_precision(
-        trainer_cfg.get("precision"), trainer_cfg.get("accelerator")
-    )
-    plugins = [AtomicCheckpointIO(), *(trainer_cfg.pop("plugins", None) or [])]
-    with config_errors("trainer"):
-        return hydra.utils.instantiate(
-            trainer_cfg,
-            callbacks=callbacks,
-            logger=loggers if loggers else False,
-            plugins=plugins,
-            _convert_="all",
+            "job (trainer=gpu or trainer=cpu; hydra/launcher=local runs one job per GPU at once), "
+            "or give every job its own SLURM job with hydra/launcher=slurm."
         )
 
 
@@ -197,6 +140,7 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
     )
     best = module.best_val_results or module.last_val_results or {}
     throughput = find_callback(trainer, ThroughputMonitor)
+    requeue = find_callback(trainer, SlurmRequeue)
     h, w = module.hparams["input_size"]
     return {
         "model": module.hparams["net"].get("name"),
@@ -212,6 +156,12 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "peak_gpu_mem_mib": None if throughput is None else throughput.peak_gpu_mem_mib,
         "steps_this_run": None if throughput is None else throughput.steps,
         "global_step": int(trainer.global_step),
+        "start_step": None if requeue is None else requeue.start_step,
+        "world_size": int(trainer.world_size),
+        "num_nodes": int(trainer.num_nodes),
+        "devices_per_node": int(trainer.num_devices),
+        "precision": str(trainer.precision),
+        "restart_count": restart_count(),
         "epochs": int(trainer.current_epoch),
         "best_ckpt": best_cb.best_model_path if isinstance(best_cb, ModelCheckpoint) else None,
         "last_ckpt": best_cb.last_model_path if isinstance(best_cb, ModelCheckpoint) else None,
@@ -228,13 +178,14 @@ def _job_overrides() -> list[str]:
 
 
 def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
-    """The divergence guard is always on; the LR monitor needs a logger."""
+    """The divergence guard and the SLURM requeue are always on; the LR monitor needs a logger."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
     if not loggers:
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
-    if not any(isinstance(cb, NonFiniteGuard) for cb in callbacks):
-        callbacks.append(NonFiniteGuard())
+    for kind in (NonFiniteGuard, SlurmRequeue):
+        if not any(isinstance(cb, kind) for cb in callbacks):
+            callbacks.append(kind())
     return callbacks
 
 

@@ -1,0 +1,164 @@
+"""A real one-node SLURM (scripts/slurm_local.sh): a sweep through ``hydra/launcher=slurm`` where
+one job is a 2-process DDP run (gloo on CPU) that ``scontrol requeue`` stops mid-way."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny import TINY_NET
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
+ENV = {**os.environ, "WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """SLURM up for the module (installed and started by the script as root), stopped after
+    when this fixture started it."""
+    running = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
+    if not running:
+        if os.geteuid() != 0:
+            pytest.skip("a local SLURM needs root to install and start (scripts/slurm_local.sh)")
+        subprocess.run([SCRIPT, "start"], check=True, timeout=900)
+    yield
+    if not running:
+        subprocess.run([SCRIPT, "stop"], check=True, timeout=120)
+
+
+def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before {what}: {proc.stderr.read()[-3000:]}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _squeue_state(job_id: str) -> str:
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def _requeue(job_id: str, proc: subprocess.Popen) -> None:
+    """``scontrol requeue``, then release the job at once (SLURM holds a requeued job ~2 min)."""
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    _wait_for(lambda: _squeue_state(job_id) == "PENDING", 120, "the requeued job to pend", proc)
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
+
+
+def _overrides(lip_root: Path) -> list[str]:
+    return [
+        "data=lip",
+        f"data.root={lip_root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        f"trainer.max_epochs={EPOCHS}",
+        "trainer.limit_val_batches=1",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        "callbacks.step_checkpoint.every_n_train_steps=2",
+        # ranks agree every 7 steps: 7, 14, 21 are all mid-epoch (4 steps per epoch)
+        "callbacks.slurm_requeue.check_every_n_steps=7",
+        *TINY_NET,
+    ]
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lipnet_pl.train",
+            "-m",
+            "hydra/launcher=slurm",
+            f"hydra.sweep.dir={sweep}",
+            "trainer=cpu,ddp_sim",
+            *_overrides(lip_root),
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        ddp = sweep / "trainer=ddp_sim"
+        _wait_for((ddp / "checkpoints" / "last-step.ckpt").exists, 400, "a DDP checkpoint", proc)
+        job_id = json.loads((ddp / "job_status.json").read_text())["slurm_job_id"]
+        _requeue(job_id, proc)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+    assert proc.returncode == 0, err[-3000:]
+
+    with (sweep / "sweep_summary.csv").open() as f:
+        rows = {r["job"]: r for r in csv.DictReader(f)}
+    assert {j: r["status"] for j, r in rows.items()} == {
+        "trainer=cpu": "finished",
+        "trainer=ddp_sim": "finished",
+    }
+    assert rows["trainer=ddp_sim"]["world_size"] == "2"
+    assert rows["trainer=ddp_sim"]["restart_count"] == "1"
+
+    summary = json.loads((ddp / "run_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["devices_per_node"] == 2
+    assert summary["restart_count"] == 1
+    # the same last step as an uninterrupted run; the requeued run started where it stopped
+    assert summary["global_step"] == EPOCHS * STEPS_PER_EPOCH
+    logs = {p.name: p.read_text() for p in (sweep / ".submitit" / job_id).glob("*_log.*")}
+    said = [line for text in logs.values() for line in text.splitlines() if "requeued:" in line]
+    assert len(said) == 1 and said[0].startswith("requeued: will resume from "), said
+    stopped_at = int(said[0].rsplit("(step ", 1)[1].rstrip(")"))
+    assert 0 < stopped_at == summary["start_step"] < summary["global_step"]
+    assert stopped_at % STEPS_PER_EPOCH != 0  # mid-epoch
+    assert "requeued:" in logs[f"{job_id}_0_log.err"]  # rank 0 only
+    for name, text in logs.items():
+        assert "Traceback" not in text, (name, text[-3000:])
+        assert "sync_dist" not in text, name
+        assert "not resumable" not in text, name  # Lightning sees the loader resumes exactly
+
+    # the same weights as an uninterrupted 2-process run (Lightning spawns it; no SLURM)
+    plain = tmp_path / "uninterrupted"
+    done = subprocess.run(
+        [sys.executable, "-m", "lipnet_pl.train", "trainer=ddp_sim", *_overrides(lip_root)]
+        + [f"hydra.run.dir={plain}"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        json.loads((plain / "run_summary.json").read_text())["global_step"]
+        == EPOCHS * STEPS_PER_EPOCH
+    )
+    resumed, straight = (_weights(d / "checkpoints" / "last.ckpt") for d in (ddp, plain))
+    assert resumed.keys() == straight.keys()
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, rtol=1e-5, atol=1e-6, msg=key)
