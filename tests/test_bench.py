@@ -4,7 +4,10 @@ and the final speed-up line; timing and memory primitives."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -245,3 +248,14 @@ def test_a_recompile_limit_hit_is_an_error_in_the_row(cheap_compile, tmp_path):
     rows = {r.batch: r for r in results if r.variant == "fast+compile"}
     assert rows[1].ok and rows[2].note.startswith("error: ") and "limit" in rows[2].note
     assert all(r.ok for r in results if r.variant != "fast+compile")
+
+
+def test_the_bench_command_lets_idle_openmp_threads_sleep():
+    """Set before torch loads (libgomp reads it once); a user's own setting wins."""
+    code = "import lipnet_pl.bench, os, sys; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ACTIVE"
