@@ -153,7 +153,8 @@ def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSetting
             _release(case.device)
     fns = {name: v.call for name, v in live.items()}
     try:
-        measured = interleaved_rounds(fns, case.device, **vars(rounds))
+        devices = {name: v.device for name, v in live.items()}
+        measured = interleaved_rounds(fns, case.device, **vars(rounds), devices=devices)
     except Exception as err:  # an OOM in the rounds: the whole group is noted
         return rows + [_row(case, v, [], None, note=failure(err)) for v in live.values()]
     note = "" if measured.converged else f"CI > +-{rounds.tolerance:.0%} (cap)"
