@@ -3,13 +3,17 @@ and the final speed-up line; timing and memory primitives."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
+import lipnet_pl.bench
 from lipnet_pl.benchmark import suite
 from lipnet_pl.benchmark.report import best_lines
 from lipnet_pl.benchmark.runners import (
@@ -245,3 +249,35 @@ def test_a_recompile_limit_hit_is_an_error_in_the_row(cheap_compile, tmp_path):
     rows = {r.batch: r for r in results if r.variant == "fast+compile"}
     assert rows[1].ok and rows[2].note.startswith("error: ") and "limit" in rows[2].note
     assert all(r.ok for r in results if r.variant != "fast+compile")
+
+
+def test_the_bench_command_lets_idle_openmp_threads_sleep(monkeypatch):
+    """Set when the command module loads (before torch in ``python -m lipnet_pl.bench``: libgomp
+    reads it once); a user's own setting wins."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    importlib.reload(lipnet_pl.bench)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    importlib.reload(lipnet_pl.bench)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+class CpuSession:
+    """An ONNX Runtime session that ended up on the CPU provider (asked for CUDA)."""
+
+    device = torch.device("cpu")
+
+    def __call__(self, x):
+        return x
+
+
+def test_onnx_rows_on_a_gpu_bench_name_the_cpu_provider_and_skip_large_batches():
+    case = Case(ModelInfo("lipnet", 4.0, 33.0), torch.device("cuda"), "fp32", 64, (8, 8), 0, 0)
+    sessions = {"fp32": CpuSession(), "int8": CpuSession()}
+    assert suite.group_variants(case, {}, sessions, first_batch=False) == {}
+    first = suite.group_variants(replace(case, batch=1), {}, sessions, first_batch=True)
+    assert {v.device.type for v in first.values()} == {"cpu"}
+    rows = measure_group(replace(case, batch=1), first, RoundSettings(2, 2, 0.05, 10))
+    assert {(r.variant, r.device) for r in rows} == {("fp32", "cpu"), ("int8", "cpu")}
+    assert {r.label for r in rows} == {"onnxruntime fp32 CPU", "onnxruntime int8 CPU"}
+    assert all(r.ok and r.rounds == 2 for r in rows)  # timed on the host clock, not CUDA events

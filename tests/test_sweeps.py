@@ -26,6 +26,7 @@ TINY = [
     "trainer.limit_val_batches=1",
     "logger=none",
     "callbacks.progress_bar=null",
+    "callbacks.throughput.warmup_steps=0",  # one step per run: time it (3 warm-up steps by default)
     *TINY_NET,
 ]
 

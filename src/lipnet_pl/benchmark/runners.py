@@ -153,10 +153,11 @@ def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSetting
             _release(case.device)
     fns = {name: v.call for name, v in live.items()}
     try:
-        measured = interleaved_rounds(fns, case.device, **vars(rounds))
+        devices = {name: v.device for name, v in live.items()}
+        measured = interleaved_rounds(fns, case.device, **vars(rounds), devices=devices)
     except Exception as err:  # an OOM in the rounds: the whole group is noted
         return rows + [_row(case, v, [], None, note=failure(err)) for v in live.values()]
-    note = "" if measured.converged else f"CI wider than +-{rounds.tolerance:.0%} (round cap)"
+    note = "" if measured.converged else f"CI > +-{rounds.tolerance:.0%} (cap)"
     for name, v in live.items():
         times = measured.times[name]
         rows.append(_row(case, v, times, mems[name], note=note, round_ms=times))
@@ -251,6 +252,7 @@ def torch_train_steps(
             "train+channels_last" if cl else "train",
             times[k],
             max(mems[k], key=lambda m: m.mib or 0.0),
+            rounds=len(times[k]),
         )
         for k, cl in enumerate(layouts)
     ]

@@ -93,19 +93,22 @@ def interleaved_rounds(
     max_rounds: int,
     tolerance: float,
     time_cap_s: float,
+    devices: dict[str, torch.device] | None = None,
 ) -> Rounds:
     """Time every callable once per round, round after round, so all see the same machine load.
 
     Rounds go on until every median's 95 % interval is within +-``tolerance`` (after at least
     ``min_rounds``), or ``max_rounds`` / ``time_cap_s`` is reached (``converged`` False). Warm
-    them up before: every call here is measured.
+    them up before: every call here is measured. ``devices`` names the device a callable runs
+    on where it is not ``device`` (an ONNX Runtime CPU session on a GPU bench).
     """
+    devices = devices or {}
     times: dict[str, list[float]] = {name: [] for name in fns}
     start = time.perf_counter()
     converged = False
     for i in range(max_rounds):
         for name, fn in fns.items():
-            times[name] += time_calls(fn, device, 0, 1)
+            times[name] += time_calls(fn, devices.get(name, device), 0, 1)
         if i + 1 >= min_rounds and all(within(t, tolerance) for t in times.values()):
             converged = True
             break
