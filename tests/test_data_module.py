@@ -153,7 +153,7 @@ def test_generator_uses_all_classes_with_left_parts_on_the_image_right(synthetic
 
 
 def test_left_and_right_parts_look_the_same():
-    _, image, label = make_sample(0, "train", 2, 200, 200)
+    _, image, label = make_sample(0, "train", 2, 200, 200, "simple")
     for left, right in ((14, 15), (16, 17)):
         a, b = image[label == left].mean(0), image[label == right].mean(0)
         assert np.abs(a - b).max() < 12

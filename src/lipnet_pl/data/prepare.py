@@ -19,12 +19,14 @@ from rich.progress import Progress
 from rich.text import Text
 
 from lipnet_pl.data.dataset import DataFileError
-from lipnet_pl.data.layout import FLAT_DIRS, ID_FILES, find_layout
+from lipnet_pl.data.layout import FLAT_DIRS, ID_FILES, IMAGE_PARENT, LABEL_PARENT, find_layout
 from lipnet_pl.data.synthetic import make_staging_dir
 from lipnet_pl.errors import UserError
 
 console = Console(highlight=False)
-ZIP_NAMES = ("TrainVal_images.zip", "TrainVal_parsing_annotations.zip", "Testing_images.zip")
+ZIP_NAMES = tuple(
+    f"{top}.zip" for top in (IMAGE_PARENT["train"], LABEL_PARENT, IMAGE_PARENT["test"])
+)
 
 
 def _say(level: str, message: str) -> None:

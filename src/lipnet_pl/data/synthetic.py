@@ -220,9 +220,9 @@ def make_record(
     seed: int,
     split: str,
     index: int,
-    min_size: int = 80,
-    max_size: int = 400,
-    style: str = "simple",
+    min_size: int,
+    max_size: int,
+    style: str,
 ) -> tuple[str, np.ndarray, np.ndarray, dict]:
     """``make_sample`` plus the metadata recorded in synthetic.json (facing, scale, box, ...)."""
     if style not in STYLES:

@@ -23,6 +23,7 @@ from lipnet_pl.benchmark.suite import run as run_bench
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
 from lipnet_pl.core.model_export import export
+from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.inference.predict import run_predict
@@ -166,7 +167,7 @@ def eval_predict(s: Settings, step: Step, ckpt: str) -> None:
     )
     step.lines.append(f"eval (flip TTA, fp32): val mIoU {results['miou']:.3f}")
     video = make_video(s.out / "clip.mp4", s.size)
-    images = sorted((root / "Testing_images" / "testing_images").glob("*.jpg"))[:8]
+    images = sorted(find_layout(root)["test"].image_dir.glob("*.jpg"))[:8]
     inputs = ",".join(map(str, [*images, video]))
     out = s.out / "predict"
     report = run_predict(
