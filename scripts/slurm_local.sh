@@ -4,7 +4,7 @@
 # (ProctrackType=proctrack/linuxproc, TaskPlugin=task/none), no accounting database.
 #
 #   scripts/slurm_local.sh start    install (apt, once), configure, start munged/slurmctld/slurmd
-#   scripts/slurm_local.sh stop     stop the daemons this script started (by their pid files)
+#   scripts/slurm_local.sh stop     cancel its jobs, stop the daemons it started (by pid files)
 #   scripts/slurm_local.sh status   one line: running or not
 #
 # Every step is idempotent: `start` twice leaves one set of daemons; `stop` when nothing runs is
@@ -121,6 +121,19 @@ stop_pidfile() {  # stop_pidfile PIDFILE: TERM the process it names, wait for it
     kill -9 "$pid" 2>/dev/null || true
 }
 
+cancel_jobs() {  # a job left running would outlive slurmd (its steps are plain processes here)
+    local jobs i
+    alive "$RUN/slurmctld.pid" || return 0
+    jobs=$(squeue -h -o %i 2>/dev/null || true)
+    [[ -n $jobs ]] || return 0
+    echo "cancelling SLURM jobs: $(echo $jobs)"
+    scancel $jobs 2>/dev/null || true
+    for i in $(seq 1 60); do
+        [[ -z $(squeue -h -o %i 2>/dev/null) ]] && return 0
+        sleep 1
+    done
+}
+
 stop_slurm() {
     stop_pidfile "$RUN/slurmd.pid"
     stop_pidfile "$RUN/slurmctld.pid"
@@ -128,7 +141,7 @@ stop_slurm() {
 
 case ${1:-} in
     start) need_root; install; configure; start_daemons ;;
-    stop) need_root; stop_slurm; stop_pidfile /run/munge/munged.pid; echo "slurm: stopped" ;;
+    stop) need_root; cancel_jobs; stop_slurm; stop_pidfile /run/munge/munged.pid; echo "slurm: stopped" ;;
     status)
         if alive "$RUN/slurmctld.pid" && alive "$RUN/slurmd.pid"; then echo "slurm: running"; else echo "slurm: not running"; exit 1; fi ;;
     *) die "usage: scripts/slurm_local.sh start|stop|status" ;;

@@ -124,6 +124,8 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     }
     assert rows["trainer=ddp_sim"]["world_size"] == "2"
     assert rows["trainer=ddp_sim"]["restart_count"] == "1"
+    assert rows["trainer=ddp_sim"]["devices_per_node"] == "2"
+    assert rows["trainer=ddp_sim"]["precision"] == "32-true"
 
     summary = json.loads((ddp / "run_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["devices_per_node"] == 2

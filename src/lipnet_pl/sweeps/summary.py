@@ -57,6 +57,8 @@ HEADERS = (
     "reason",
     "overrides",
 )
+# in the CSV only (the Markdown table stays readable): how each job ran
+RUN_COLUMNS = ("num_nodes", "devices_per_node", "precision", "global_step", "start_step")
 KILLED = "stopped without a result (killed, or its process died)"
 
 
@@ -95,7 +97,7 @@ def collect_rows(
         rows.append(
             {
                 "job": str(job_dir.relative_to(sweep_dir)),
-                **{k: data.get(k) for k in COLUMNS[1:10]},
+                **{k: data.get(k) for k in (*COLUMNS[1:10], *RUN_COLUMNS)},
                 "status": state,
                 "reason": reason,
                 "overrides": " ".join(overrides),
@@ -138,7 +140,7 @@ def write_summary(
         return None
     csv_path, md_path = sweep_dir / f"{filename}.csv", sweep_dir / f"{filename}.md"
     with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS + RUN_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow(
