@@ -37,7 +37,7 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "lipnet_pl/conf/train.yaml" in names
     assert "lipnet_pl/conf/model/dilations/paper.yaml" in names
-    assert "lipnet_pl/training/run.py" in names
+    assert "lipnet_pl/training/train.py" in names
     assert "lipnet_pl/conf/hydra/launcher/slurm.yaml" in names  # the sweep launchers
     assert "hydra_plugins/lipnet_pl_launchers.py" in names  # Hydra finds launchers only there
     site = work / "site"
