@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lipnet_pl.config import compose
+from lipnet_pl.engine.builders import build_trainer
 from lipnet_pl.precision import auto_dtype, trainer_precision
 
 
@@ -46,8 +47,6 @@ def test_gpu_trainers_default_to_auto(trainer):
 
 
 def test_build_trainer_resolves_auto(tmp_path):
-    from lipnet_pl.engine.builders import build_trainer
-
     cfg = compose(
         "train", ["trainer=cpu", "trainer.precision=auto", f"paths.output_dir={tmp_path}"]
     )
