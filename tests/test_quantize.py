@@ -97,7 +97,7 @@ def test_calibration_batches_are_eval_preprocessed_train_images(data_root):
     assert len(calibration_batches(data_root, num_images=100, crop_size=SIZE)) == 12  # all
 
 
-@pytest.mark.parametrize("method", ["percentile", "minmax"])
+@pytest.mark.parametrize("method", ["entropy", "percentile", "minmax"])
 def test_int8_model_runs_keeps_the_spec_and_agrees_with_fp32(
     fp32, data_root, tmp_path, monkeypatch, method
 ):
