@@ -93,10 +93,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
 
 class ResumableLoader(DataLoader):
-    """The training DataLoader, resumable in Lightning's eyes (``state_dict``/``load_state_dict``):
-    Lightning saves its position in every checkpoint and, on a mid-epoch resume, hands it back
-    (instead of warning that the loader is not resumable). ``position()`` gives
-    ``{"epoch", "samples_done"}`` from the trainer's progress (the loader runs ahead of it)."""
+    """The training DataLoader, resumable in Lightning's eyes (``state_dict``/``load_state_dict``),
+    so a mid-epoch resume does not warn that the loader is not resumable. ``position()`` gives
+    ``{"epoch", "samples_done"}`` from the trainer's progress (the loader runs ahead of it). The
+    position itself is restored once, by the datamodule (``LIPDataModule.load_state_dict``, which
+    Lightning calls before it builds this loader; checkpoints without loader state resume too)."""
 
     def __init__(self, *args, position: Callable[[], dict[str, int]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -106,5 +107,4 @@ class ResumableLoader(DataLoader):
         return self._position()
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        if state_dict and isinstance(self.sampler, EpochSampler):
-            self.sampler.resume(state_dict["epoch"], state_dict["samples_done"])
+        """Nothing to do: the sampler already starts where the datamodule put it."""

@@ -25,7 +25,6 @@ import signal
 import subprocess
 from typing import Any
 
-import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 
@@ -106,11 +105,7 @@ class SlurmRequeue(Callback):
 
     def _agreed_signal(self, trainer, pl_module) -> int:
         """Rank 0's flag on every rank, so that all ranks stop after the same step."""
-        if trainer.world_size < 2 or not torch.distributed.is_initialized():
-            return self.received
-        flag = torch.tensor([self.received], device=pl_module.device)
-        torch.distributed.broadcast(flag, src=0)
-        return int(flag.item())
+        return int(trainer.strategy.broadcast(self.received, src=0))
 
     def _stop(self, trainer, received: int) -> None:
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
