@@ -15,7 +15,7 @@ import torch
 
 import lipnet_pl.bench
 from lipnet_pl.benchmark import suite
-from lipnet_pl.benchmark.report import best_lines
+from lipnet_pl.benchmark.report import best_lines, versus_line
 from lipnet_pl.benchmark.runners import (
     Case,
     ModelInfo,
@@ -24,6 +24,7 @@ from lipnet_pl.benchmark.runners import (
     Variant,
     make_result,
     measure_group,
+    race_versus,
 )
 from lipnet_pl.benchmark.suite import bench_settings, run, selected_models
 from lipnet_pl.benchmark.timing import PeakMemory, interleaved_rounds, median_ci, time_calls
@@ -51,7 +52,7 @@ def bench_cfg(tmp_path, *overrides):
 
 @pytest.mark.slow
 def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
-    results, meta = run(bench_cfg(tmp_path), tmp_path)
+    results, meta = run(bench_cfg(tmp_path, "versus_reference=[lipnet]"), tmp_path)
     data = json.loads((tmp_path / "bench.json").read_text())
     cases = {(r["backend"], r["variant"], r["batch"]) for r in data["results"]}
     assert cases == {
@@ -74,10 +75,17 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
         rf"fast-path speed-up: {meta['fast_path_speedup']:.2f}x \(95 % CI \d+\.\d\d-\d+\.\d\d\)",
         md[-1],
     )
+    (versus,) = data["meta"]["versus"]  # lipnet's best raced against its own eager
+    assert versus["rounds"] == 2 and versus["speedup"] > 0 and versus["reference"] == "lipnet"
+    assert re.fullmatch(
+        r"lipnet over lipnet eager: \d+\.\d\dx images/s at batch 1 \(.+ \d+\.\d ms vs PyTorch "
+        r"eager fp32 \d+\.\d ms; 95 % CI \d+\.\d\d-\d+\.\d\d, 2 interleaved rounds(; CI .+)?\)",
+        md[-2],
+    )
     assert re.fullmatch(
         r"best lipnet: \d+\.\d img/s at batch 1 \(.+\), \d+\.\d\dx over PyTorch eager fp32 "
         r"\(95 % CI \d+\.\d\d-\d+\.\d\d\)",
-        md[-2],
+        md[-3],
     )
     png = (tmp_path / "best_backend.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
@@ -104,6 +112,46 @@ def test_best_line_names_the_fastest_backend_and_its_gain_from_the_same_rounds()
         "fp32 (95 % CI 2.50-2.50)"
     ]
     assert isinstance(rows[0], Result) and rows[0].images_per_s == pytest.approx(10.0)
+
+
+def test_versus_races_best_against_reference_in_the_same_rounds():
+    calls = []
+    load = iter([1.0, 3.0, 1.0, 1.0, 2.0, 1.0, 1.0, 1.0] * 4)  # per round, shared by both calls
+
+    def sleeper(name, ms):
+        def call():
+            calls.append(name)
+            time.sleep(ms * factor[0] / 1e3)
+
+        return call
+
+    factor = [1.0]
+    cpu = torch.device("cpu")
+
+    def next_round():
+        factor[0] = next(load)
+
+    race = {
+        "reference": Variant("pytorch", "eager", sleeper("ref", 8.0), cpu),
+        "best": Variant("onnxruntime", "int8", sleeper("best", 2.0), cpu),
+    }
+    race["best"].call = (lambda f: lambda: (f(), next_round()))(race["best"].call)
+    case = Case(ModelInfo("lipnet_rt", 4.0, 5.2), cpu, "fp32", 1, (64, 64), 1, 0)
+    settings = RoundSettings(min_rounds=6, max_rounds=6, tolerance=0.05, time_cap_s=60)
+    v = race_versus("lipnet_rt", "lipnet", "onnxruntime int8 CPU", race, case, settings)
+    assert calls[:2] == ["ref", "best"]  # one warm-up call each, then rounds of one call each
+    assert calls[2:] == ["ref", "best"] * 6 and v.rounds == 6
+    assert 3.0 < v.speedup < 4.6 and v.ci_low <= v.speedup <= v.ci_high
+    assert v.reference_ms > v.best_ms
+    line = versus_line(v)
+    assert line.startswith("lipnet_rt over lipnet eager: ") and "6 interleaved rounds" in line
+
+    def broken():
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    race["best"] = Variant("pytorch", "fast", broken, cpu)
+    v = race_versus("lipnet_rt", "lipnet", "PyTorch fast fp32", race, case, settings)
+    assert v.note == "OOM" and versus_line(v) == "lipnet_rt over lipnet eager: not measured (OOM)"
 
 
 def test_models_come_from_conf_model_and_unknown_ones_are_named(tmp_path):

@@ -148,3 +148,49 @@ def test_calibration_batches_validate_arguments(data_root):
         calibration_batches(data_root, num_images=0)
     with pytest.raises(ValueError, match="'test_split'"):
         calibration_batches(data_root, split="test_split")
+
+
+def test_int8_graph_keeps_logits_float_and_quantizes_the_se_means(fp32, data_root, tmp_path):
+    _, fp32_path = fp32
+    calib = calibration_batches(data_root, num_images=4, crop_size=SIZE)
+    out = quantize_onnx_int8(fp32_path, tmp_path / "int8.onnx", calib)
+    model = onnx.load(str(out))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    logits = producer[model.graph.output[0].name]
+    assert logits.op_type == "Resize"  # the float upsampling writes the output, no Q/DQ after it
+    assert all(n.op_type != "ReduceMean" for n in model.graph.node)
+    pools = [n for n in model.graph.node if n.op_type == "GlobalAveragePool"]
+    assert len(pools) == 12  # one per SE block, each between a DequantizeLinear and a Quantize
+    assert all(producer[p.input[0]].op_type == "DequantizeLinear" for p in pools)
+
+    # the image's max-pool (image_pooling=input) in float, on the image as the int8 net sees it
+    def source(name):  # the tensor behind a DequantizeLinear(QuantizeLinear(tensor)) chain
+        while name in producer and producer[name].op_type in ("DequantizeLinear", "QuantizeLinear"):
+            name = producer[name].input[0]
+        return name
+
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool"]
+    (image_pool,) = [n for n in pools if source(n.input[0]) == "image"]
+    info = json.loads({p.key: p.value for p in model.metadata_props}[QUANT_KEY])
+    assert set(info["float_nodes"]) == {logits.name, image_pool.name}
+
+
+def test_spatial_means_become_global_pools_with_the_same_values(fp32, tmp_path):
+    import onnxruntime as ort
+
+    from lipnet_pl.core.int8_graph import float_nodes, spatial_means_to_global_pool
+
+    _, fp32_path = fp32
+    model = onnx.load(str(fp32_path))
+    means = sum(n.op_type == "ReduceMean" for n in model.graph.node)
+    assert means == 12 and spatial_means_to_global_pool(model) == 12
+    assert spatial_means_to_global_pool(model) == 0  # nothing left to rewrite
+    rewritten = tmp_path / "gap.onnx"
+    onnx.save(model, str(rewritten))
+    x = np.random.default_rng(0).standard_normal((2, 3, *SIZE)).astype(np.float32)
+    ref, got = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+        for p in (fp32_path, rewritten)
+    )
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    assert len(float_nodes(model)) == 2  # the logits' Resize and the image's MaxPool

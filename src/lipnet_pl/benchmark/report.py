@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from lipnet_pl.benchmark.runners import Result
+from lipnet_pl.benchmark.runners import Result, Versus
 from lipnet_pl.benchmark.timing import paired_ratio
 
 HEADERS = [
@@ -99,6 +99,19 @@ def best_lines(results: list[Result]) -> list[str]:
     return lines
 
 
+def versus_line(v: Versus) -> str:
+    """``<model> over <reference> eager: Rx images/s at batch 1 (<best> vs PyTorch eager fp32,
+    95 % CI a-b, N interleaved rounds)``."""
+    if v.note.startswith(("OOM", "error")):
+        return f"{v.model} over {v.reference} eager: not measured ({v.note})"
+    cap = f"; {v.note}" if v.note else ""
+    return (
+        f"{v.model} over {v.reference} eager: {v.speedup:.2f}x images/s at batch 1 ({v.best} "
+        f"{v.best_ms:.1f} ms vs PyTorch eager fp32 {v.reference_ms:.1f} ms; 95 % CI "
+        f"{v.ci_low:.2f}-{v.ci_high:.2f}, {v.rounds} interleaved rounds{cap})"
+    )
+
+
 def fast_path_speedup(results: list[Result], model: str) -> dict[str, Any]:
     """``model``'s best fast path over eager (fp32, batch 1), from the same rounds."""
     rows = {
@@ -174,7 +187,7 @@ def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
         )
         lines.append("")
     lines += [*meta["layout_lines"], ""] if meta.get("layout_lines") else []
-    lines += [*meta["best_lines"], meta["fast_path_line"]]
+    lines += [*meta["best_lines"], *meta.get("versus_lines", []), meta["fast_path_line"]]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ from lipnet_pl.benchmark.timing import (
     PeakMemory,
     interleaved_rounds,
     median_ci,
+    paired_ratio,
     percentile,
     time_calls,
 )
@@ -162,6 +163,55 @@ def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSetting
         times = measured.times[name]
         rows.append(_row(case, v, times, mems[name], note=note, round_ms=times))
     return rows
+
+
+@dataclass
+class Versus:
+    """A model's best batch-1 variant raced against a reference model's PyTorch eager fp32."""
+
+    model: str
+    reference: str
+    best: str  # the best variant's label, e.g. "onnxruntime int8 CPU"
+    speedup: float  # median of the per-round ratios reference time / best time
+    ci_low: float
+    ci_high: float
+    rounds: int
+    converged: bool
+    reference_ms: float
+    best_ms: float
+    note: str = ""
+
+
+def race_versus(
+    model: str, reference: str, best: str, race: dict[str, Variant], case: Case, rounds
+) -> Versus:
+    """Warm ``race["reference"]`` and ``race["best"]`` up, time them in interleaved rounds and
+    return the per-round speed-up of ``best`` over ``reference`` (a failure is the note)."""
+    try:
+        for v in race.values():
+            time_calls(v.call, v.device, case.warmup, 0)
+        fns = {name: v.call for name, v in race.items()}
+        devices = {name: v.device for name, v in race.items()}
+        measured = interleaved_rounds(fns, case.device, **vars(rounds), devices=devices)
+    except Exception as err:  # an OOM or a failure is reported, the bench goes on
+        nan = math.nan
+        return Versus(model, reference, best, nan, nan, nan, 0, False, nan, nan, failure(err))
+    ref, fast = measured.times["reference"], measured.times["best"]
+    ratio, low, high = paired_ratio(ref, fast)
+    note = "" if measured.converged else f"CI > +-{rounds.tolerance:.0%} (cap)"
+    return Versus(
+        model,
+        reference,
+        best,
+        ratio,
+        low,
+        high,
+        len(ref),
+        measured.converged,
+        median_ci(ref)[0],
+        median_ci(fast)[0],
+        note,
+    )
 
 
 def _row(case: Case, v: Variant, times, mem, **extra) -> Result:

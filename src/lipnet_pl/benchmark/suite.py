@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from lipnet_pl.benchmark.report import (
     fast_path_speedup,
     layout_lines,
     print_table,
+    versus_line,
     write_outputs,
 )
 from lipnet_pl.benchmark.runners import (
@@ -43,10 +44,12 @@ from lipnet_pl.benchmark.runners import (
     ModelInfo,
     Result,
     RoundSettings,
+    Versus,
     failure,
     make_result,
     measure_group,
     ort_variant,
+    race_versus,
     torch_train_steps,
     torch_variant,
 )
@@ -191,19 +194,54 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
     model = model.to(case.device)
     nets = torch_variants(model, label, profile, cfg, case.device)
     sessions = ort_sessions(model, label, cfg, case, work) if cfg.onnxruntime.enabled else {}
-    results = []
+    results, first, versus = [], {}, []
     batches = [int(b) for b in profile.batch_sizes]
     for batch, dtype in itertools.product(batches, profile_dtypes(profile, case.device)):
         progress(f"{label} b{batch} {dtype}")
         group = replace(case, dtype=dtype, batch=batch)
         variants = group_variants(group, nets, sessions, batch == batches[0])
-        results += measure_group(group, variants, round_settings(profile))
-    del nets, sessions
+        rows = measure_group(group, variants, round_settings(profile))
+        results += rows
+        if batch == 1:  # the best batch-1 variant may race the reference model below
+            first.update({(r.backend, r.variant, r.dtype): v for r, v in _pairs(rows, variants)})
+    reference = str(cfg.get("reference_model") or "")
+    if batch_one_best(results) is not None and label in plain(cfg.get("versus_reference") or []):
+        progress(f"{label} vs {reference} eager")
+        versus.append(versus_reference(label, reference, cfg, profile, case, results, first))
+    del nets, sessions, first
     for dtype in profile_dtypes(profile, case.device) if cfg.train_step else ():
         progress(f"{label} train {dtype}")
         results += train_rows(label, model, cfg, replace(case, dtype=dtype), profile)
     torch._dynamo.reset()
-    return results
+    return results, versus
+
+
+def _pairs(rows: list[Result], variants: dict) -> list[tuple[Result, Any]]:
+    """Each measured row with the variant that made it (same order: failures first, then the
+    rounds' rows in the variants' order)."""
+    by_key = {(v.backend, v.variant): v for v in variants.values()}
+    return [(r, by_key[(r.backend, r.variant)]) for r in rows if r.ok]
+
+
+def batch_one_best(results: list[Result]) -> Result | None:
+    rows = [r for r in results if r.kind == "inference" and r.batch == 1 and r.ok]
+    return max(rows, key=lambda r: r.images_per_s) if rows else None
+
+
+def versus_reference(label, reference, cfg, profile, case: Case, results, variants) -> Versus:
+    """``label``'s best batch-1 variant against ``reference``'s PyTorch eager fp32 at batch 1,
+    timed in interleaved rounds of their own: the real-time network's speed-up over the paper
+    configuration from the same rounds (not a ratio of two groups timed minutes apart)."""
+    best = batch_one_best(results)
+    with config_errors(f"reference_model {reference}"):
+        torch.manual_seed(0)
+        ref_net = build_model(**model_config(reference, int(cfg.num_classes))).eval()
+    ref_case = replace(case, dtype="fp32", batch=1)
+    race = {
+        "reference": torch_variant(ref_case, "eager", ref_net.to(case.device)),
+        "best": variants[(best.backend, best.variant, best.dtype)],
+    }
+    return race_versus(label, reference, best.label, race, case, round_settings(profile))
 
 
 def train_rows(label: str, model, cfg: DictConfig, case: Case, profile) -> list[Result]:
@@ -281,6 +319,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
         f"{torch.get_num_threads()} threads | input {size[0]}x{size[1]} | output {output_dir}"
     )
     results: list[Result] = []
+    versus: list[Versus] = []
     base = Case(ModelInfo("", 0.0, 0.0), device, "fp32", 1, size, int(profile.warmup), 0)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -293,7 +332,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
         task = progress.add_task("bench", total=len(models))
         for label, net_cfg in models.items():
             started = time.perf_counter()
-            results += bench_model(
+            rows, raced = bench_model(
                 label,
                 net_cfg,
                 cfg,
@@ -302,12 +341,16 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
                 lambda text: progress.update(task, description=text),
                 Path(work),
             )
+            results += rows
+            versus += raced
             progress.console.print(f"{label}: measured in {time.perf_counter() - started:.0f} s")
             progress.advance(task)
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     meta = meta_data(cfg, device, results, load_start)
+    meta["versus"] = [asdict(v) for v in versus]
+    meta["versus_lines"] = [versus_line(v) for v in versus]
     meta["config"] = {k: plain(v) for k, v in cfg.items() if k not in ("paths", "hydra")}
     paths = write_outputs(results, meta, output_dir, bool(cfg.get("plot", True)))
     print_table(results, meta, console)
@@ -320,6 +363,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     """The command: run, then the best-backend lines and, last, the fast-path speed-up."""
     out = Path(cfg.output_dir) if cfg.get("output_dir") else Path(cfg.paths.output_dir)
     _, meta = run(cfg, out)
-    for line in [*meta["layout_lines"], *meta["best_lines"], meta["fast_path_line"]]:
+    lines = [*meta["layout_lines"], *meta["best_lines"], *meta["versus_lines"]]
+    for line in [*lines, meta["fast_path_line"]]:
         print(line, flush=True)
     return meta

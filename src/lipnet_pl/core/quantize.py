@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipnet_pl.core.int8_graph import prepare_for_int8
 from lipnet_pl.core.onnx_runtime import read_metadata
 from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
 
@@ -119,7 +120,10 @@ def quantize_onnx_int8(
         per_channel: one weight scale per output channel (much better for depthwise convs).
         preprocess: run onnxruntime's ``quant_pre_process`` first (graph optimisation and shape
             inference, recommended by onnxruntime before static quantization).
-        exclude_nodes: ONNX node names to leave in float.
+        exclude_nodes: ONNX node names to leave in float, besides those
+            :func:`~lipnet_pl.core.int8_graph.prepare_for_int8` keeps there (the nodes that
+            write the logits, pooling of the raw image); its exact rewrites (SE means as
+            GlobalAveragePool) run first.
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"method must be one of {list(CALIBRATION_METHODS)}, got {method!r}")
@@ -139,7 +143,12 @@ def quantize_onnx_int8(
             q.shape_inference.quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
         import onnx  # noqa: PLC0415 - after the onnxruntime check above
 
-        input_name = onnx.load(str(model_in), load_external_data=False).graph.input[0].name
+        graph = onnx.load(str(model_in))
+        input_name = graph.graph.input[0].name
+        kept_float = prepare_for_int8(graph, exclude_nodes)
+        model_in = Path(tmp) / "int8_ready.onnx"
+        onnx.save(graph, str(model_in))
+        del graph
         quantized = Path(tmp) / "int8.onnx"
         # onnxruntime's calibrators print() their progress ("Collecting tensor data ..."): keep
         # the console for our own lines
@@ -153,7 +162,7 @@ def quantize_onnx_int8(
                 activation_type=q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,
                 calibrate_method=getattr(q.CalibrationMethod, _ORT_METHOD[method]),
-                nodes_to_exclude=list(exclude_nodes),
+                nodes_to_exclude=kept_float,
                 extra_options={
                     "CalibStridedMinMax": _chunk(len(batches)),
                     "CalibPercentile": float(percentile),
@@ -165,6 +174,7 @@ def quantize_onnx_int8(
             "activations": "uint8 per-tensor",
             "calibration": method,
             "calibration_images": int(sum(len(b) for b in batches)),
+            "float_nodes": kept_float,
             **({"percentile": float(percentile)} if method == "percentile" else {}),
         }
         _save_with_metadata(quantized, {**metadata, QUANT_KEY: json.dumps(info)}, out)
