@@ -61,7 +61,12 @@ def test_bench_measures_every_backend_and_writes_its_outputs(tmp_path):
         ("onnxruntime", "fp32", 1), ("onnxruntime", "fp32", 2),
         ("onnxruntime", "int8", 1), ("onnxruntime", "int8", 2),
         ("pytorch", "train+channels_last", 2), ("pytorch", "train", 2),
+        ("pytorch", "pt2e+compile", 1),  # PyTorch's x86 int8, at the first batch size only
     }  # fmt: skip
+    (pt2e,) = [r for r in data["results"] if r["variant"] == "pt2e+compile"]
+    assert (
+        pt2e["dtype"] == "int8" and pt2e["rounds"] == 2 and pt2e["note"] in ("", "CI > +-5% (cap)")
+    )
     assert all(r["median_ms"] > 0 and r["images_per_s"] > 0 for r in data["results"])
     assert all(r["params_m"] > 3 and r["gflops"] > 0 for r in data["results"])
     assert data["meta"]["reduced_cpu_profile"] is True
@@ -152,6 +157,25 @@ def test_versus_races_best_against_reference_in_the_same_rounds():
     race["best"] = Variant("pytorch", "fast", broken, cpu)
     v = race_versus("lipnet_rt", "lipnet", "PyTorch fast fp32", race, case, settings)
     assert v.note == "OOM" and versus_line(v) == "lipnet_rt over lipnet eager: not measured (OOM)"
+
+
+def test_x86_int8_without_torchao_is_a_row_naming_the_extra(monkeypatch):
+    import sys
+
+    from lipnet_pl.benchmark.x86_int8 import lazy_x86_int8
+
+    for name in [m for m in sys.modules if m == "torchao" or m.startswith("torchao.")] + [
+        "torchao"
+    ]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    cpu = torch.device("cpu")
+    net = torch.nn.Conv2d(3, 4, 3).eval()
+    variant = Variant("pytorch", "pt2e+compile", lazy_x86_int8(net, torch.randn(1, 3, 8, 8)), cpu)
+    case = Case(ModelInfo("tiny", 0.0, 0.0), cpu, "fp32", 1, (8, 8), 1, 0)
+    (row,) = measure_group(case, {"pt2e": variant}, RoundSettings(2, 2, 0.05, 10))
+    assert row.note == (
+        "error: RuntimeError: torchao is not installed: pip install 'lipnet_pl[x86int8]' (torchao)"
+    )
 
 
 def test_models_come_from_conf_model_and_unknown_ones_are_named(tmp_path):

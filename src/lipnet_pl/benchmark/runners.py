@@ -132,6 +132,7 @@ class Variant:
     variant: str
     call: Callable[[], object]
     device: torch.device  # where it runs (and where its memory is measured)
+    dtype: str | None = None  # the row's dtype when not the group's (int8 PyTorch rows)
 
 
 def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSettings) -> list[Result]:
@@ -215,7 +216,7 @@ def race_versus(
 
 
 def _row(case: Case, v: Variant, times, mem, **extra) -> Result:
-    dtype = case.dtype if v.backend == "pytorch" else "fp32"
+    dtype = v.dtype or (case.dtype if v.backend == "pytorch" else "fp32")
     c = replace(case, dtype=dtype, device=v.device)
     return make_result(c, "inference", v.backend, v.variant, times, mem, rounds=len(times), **extra)
 

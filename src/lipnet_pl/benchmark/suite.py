@@ -44,6 +44,7 @@ from lipnet_pl.benchmark.runners import (
     ModelInfo,
     Result,
     RoundSettings,
+    Variant,
     Versus,
     failure,
     make_result,
@@ -53,6 +54,7 @@ from lipnet_pl.benchmark.runners import (
     torch_train_steps,
     torch_variant,
 )
+from lipnet_pl.benchmark.x86_int8 import lazy_x86_int8
 from lipnet_pl.config import compose, config_errors, plain
 from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
@@ -171,11 +173,26 @@ def ort_sessions(model, label: str, cfg: DictConfig, case: Case, work: Path) -> 
     return sessions
 
 
-def group_variants(case: Case, nets: dict, sessions: dict, first_batch: bool) -> dict:
+def x86_int8_variants(model, label: str, cfg: DictConfig, case: Case, batch: int) -> dict:
+    """PyTorch's x86 int8 path (torchao pt2e, compiled) for the models listed in
+    ``x86_int8``, CPU benches only, at the first batch size (``benchmark/x86_int8.py``)."""
+    if case.device.type != "cpu" or label not in plain(cfg.get("x86_int8") or []):
+        return {}
+    example = torch.randn(batch, 3, *case.size)
+    call = lazy_x86_int8(fold_batchnorm(model).cpu().eval(), example)
+    return {"pt2e": Variant("pytorch", "pt2e+compile", call, torch.device("cpu"), dtype="int8")}
+
+
+def group_variants(
+    case: Case, nets: dict, sessions: dict, first_batch: bool, extra: dict | None = None
+) -> dict:
     """Every variant measured together at one batch size and dtype: the PyTorch ones, and the
-    ONNX Runtime ones in the fp32 groups (CPU-provider sessions on a GPU bench at the first
-    batch size only: a CPU row at batch 64 tells nothing about the GPU and takes minutes)."""
+    ONNX Runtime ones (and ``extra``: PyTorch int8) in the fp32 groups (CPU-provider sessions on
+    a GPU bench at the first batch size only: a CPU row at batch 64 tells nothing about the GPU
+    and takes minutes; PyTorch int8 is compiled for the first batch size)."""
     variants = {name: torch_variant(case, name, net, g) for name, (net, g) in nets.items()}
+    if case.dtype == "fp32" and first_batch:
+        variants.update(extra or {})
     if case.dtype == "fp32":
         for name, session in sessions.items():
             if first_batch or session.device.type == case.device.type:
@@ -196,10 +213,11 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
     sessions = ort_sessions(model, label, cfg, case, work) if cfg.onnxruntime.enabled else {}
     results, first, versus = [], {}, []
     batches = [int(b) for b in profile.batch_sizes]
+    int8 = x86_int8_variants(model, label, cfg, case, batches[0])
     for batch, dtype in itertools.product(batches, profile_dtypes(profile, case.device)):
         progress(f"{label} b{batch} {dtype}")
         group = replace(case, dtype=dtype, batch=batch)
-        variants = group_variants(group, nets, sessions, batch == batches[0])
+        variants = group_variants(group, nets, sessions, batch == batches[0], int8)
         rows = measure_group(group, variants, round_settings(profile))
         results += rows
         if batch == 1:  # the best batch-1 variant may race the reference model below
@@ -208,7 +226,7 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
     if batch_one_best(results) is not None and label in plain(cfg.get("versus_reference") or []):
         progress(f"{label} vs {reference} eager")
         versus.append(versus_reference(label, reference, cfg, profile, case, results, first))
-    del nets, sessions, first
+    del nets, sessions, first, int8
     for dtype in profile_dtypes(profile, case.device) if cfg.train_step else ():
         progress(f"{label} train {dtype}")
         results += train_rows(label, model, cfg, replace(case, dtype=dtype), profile)
