@@ -62,7 +62,7 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 demo: $(STAMP) ## Synthetic LIP data -> train on CPU -> evaluate -> predict -> figures (< 10 min on 2 cores)
 	$(PY) -m lipnet_pl.demo
 
-bench: $(STAMP) ## Throughput per backend (PyTorch, ONNX Runtime fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
+bench: $(STAMP) ## Throughput per backend (PyTorch fp32/pt2e int8, ONNX Runtime fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
 	$(PY) -m lipnet_pl.bench $(BENCH_ARGS)
 
 gpu-check: $(STAMP) ## CUDA paths, quick profile (GPU_CHECK_ARGS="--profile full" for all) -> outputs/gpu_check/<date>/gpu_check.md
