@@ -37,6 +37,7 @@ QUICK_BENCH = [
     "models=[lipnet,lipnet_rt]",
     "cuda.dtypes=[auto]",
     "onnxruntime.int8=[]",
+    "x86_int8=[]",  # CPU-only rows (torchao pt2e): nothing a GPU check measures
     "train_step=false",
 ]
 FULL_BENCH = ["cuda.dtypes=[fp32,auto,fp16]"]
