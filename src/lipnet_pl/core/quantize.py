@@ -20,7 +20,7 @@ measured interleaved at batch 1, 473x473 on a 2-core AVX512-VNNI CPU (torch 2.14
 0.18), onnxruntime int8 was faster for both LIP-Net (68.8 vs 75.5 ms) and lipnet_rt (20.6 vs
 33.6 ms), needs no extra dependency and no compile per input shape, and its file runs wherever
 the fp32 ONNX does. Before quantizing, :func:`~lipnet_pl.core.int8_graph.prepare_for_int8`
-rewrites the graph for onnxruntime's int8 kernels (lipnet_rt 25.3 -> 18.0 ms).
+rewrites the graph for onnxruntime's int8 kernels (lipnet_rt 26.9 -> 20.9 ms).
 """
 
 from __future__ import annotations
