@@ -162,23 +162,38 @@ def test_versus_races_best_against_reference_in_the_same_rounds():
     assert v.note == "OOM" and versus_line(v) == "lipnet_rt over lipnet eager: not measured (OOM)"
 
 
-def test_x86_int8_without_torchao_is_a_row_naming_the_extra(monkeypatch):
+@pytest.mark.parametrize(
+    "error, note",
+    [
+        (
+            ModuleNotFoundError("No module named 'torchao'", name="torchao"),
+            "torchao is not installed: pip install 'lipnet_pl[x86int8]' (torchao)",
+        ),
+        (  # torchao 0.18 under torch 2.7
+            ImportError("cannot import name 'ScalingType' from 'torch.nn.functional'"),
+            "torchao does not import with torch",
+        ),
+    ],
+)
+def test_x86_int8_without_a_working_torchao_is_a_row_saying_why(monkeypatch, error, note):
     import sys
 
     from lipnet_pl.benchmark.x86_int8 import lazy_x86_int8
 
-    for name in [m for m in sys.modules if m == "torchao" or m.startswith("torchao.")] + [
-        "torchao"
-    ]:
-        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    class BrokenTorchao:  # an import system where torchao fails to import
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torchao":
+                raise error
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchao"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [BrokenTorchao(), *sys.meta_path])
     cpu = torch.device("cpu")
     net = torch.nn.Conv2d(3, 4, 3).eval()
     variant = Variant("pytorch", "pt2e+compile", lazy_x86_int8(net, torch.randn(1, 3, 8, 8)), cpu)
     case = Case(ModelInfo("tiny", 0.0, 0.0), cpu, "fp32", 1, (8, 8), 1, 0)
     (row,) = measure_group(case, {"pt2e": variant}, RoundSettings(2, 2, 0.05, 10))
-    assert row.note == (
-        "error: RuntimeError: torchao is not installed: pip install 'lipnet_pl[x86int8]' (torchao)"
-    )
+    assert row.note.startswith(f"error: RuntimeError: {note}") and row.rounds == 0
 
 
 def test_models_come_from_conf_model_and_unknown_ones_are_named(tmp_path):

@@ -29,7 +29,12 @@ def _torchao_pt2e():
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     except ImportError as err:
-        raise RuntimeError(f"torchao is not installed: {EXTRA}") from err
+        if isinstance(err, ModuleNotFoundError) and err.name == "torchao":
+            raise RuntimeError(f"torchao is not installed: {EXTRA}") from err
+        raise RuntimeError(  # e.g. torchao 0.18 with torch 2.7: ScalingType missing
+            f"torchao does not import with torch {torch.__version__} ({err}): install the "
+            "torchao release made for this torch"
+        ) from err
     return x86, prepare_pt2e, convert_pt2e
 
 
