@@ -64,6 +64,21 @@ def test_lipnet_stem_stride_two_and_other_class_count():
     assert out.shape == (1, 7, 65, 67)
 
 
+@pytest.mark.parametrize("stem_stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("size", [(64, 64), (65, 67), (224, 168)])
+def test_any_stem_stride_fits_the_input_pooling_branch(stem_stride, size):
+    # a stride-4 stem with timm's padding made the ASPP concat fail at sizes divisible by 4
+    net = build_model("lipnet_rt", stem_stride=stem_stride, pool_after=[2, 3, 4]).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 3, *size)).shape == (1, 20, *size)
+
+
+def test_the_stem_padding_keeps_the_presets_as_they_were():
+    for name, stride in (("lipnet", 1), ("lipnet_rt", 2)):
+        conv = build_model(name).stem[0]
+        assert conv.stride == (stride, stride) and conv.padding == (3, 3)  # timm's value too
+
+
 @pytest.mark.parametrize("image_pooling", ["input", "global"])
 def test_lipnet_backward_gives_finite_nonzero_grads(image_pooling):
     torch.manual_seed(0)

@@ -100,6 +100,7 @@ class ConvBNAct(nn.Sequential):
         stride: int = 1,
         dilation: int = 1,
         separable: bool = False,
+        padding: int | None = None,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
     ):
@@ -108,8 +109,9 @@ class ConvBNAct(nn.Sequential):
                 in_channels, out_channels, kernel_size, stride=stride, dilation=dilation
             )
         else:
+            pad = {} if padding is None else {"padding": padding}  # None: timm's rule
             conv = create_conv2d(
-                in_channels, out_channels, kernel_size, stride=stride, dilation=dilation
+                in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, **pad
             )
         super().__init__(conv, norm_layer(out_channels), act_layer())
 
@@ -352,7 +354,18 @@ class LIPNet(nn.Module):
         self.skip_index = skip_stage - 1
         self.output_stride = stem_stride * 2 ** len(pool_after)
 
-        self.stem = ConvBNAct(in_channels, stem_channels, stem_kernel, stride=stem_stride, **kw)
+        # (k - 1) / 2 on each side: the stem's output is ceil(H / stride) for every stride, as the
+        # input pooling branch and describe() assume. timm's rule pads ((stride - 1) + k - 1) / 2,
+        # the same for stride 1 and 2 but one more at stride 4 (maps 1 too large at sizes
+        # divisible by 4: the ASPP concat failed)
+        self.stem = ConvBNAct(
+            in_channels,
+            stem_channels,
+            stem_kernel,
+            stride=stem_stride,
+            padding=(stem_kernel - 1) // 2,
+            **kw,
+        )
         stages, pools, prev = [], [], stem_channels
         for i, (w, d, u) in enumerate(zip(widths, dilations, units, strict=True)):
             stages.append(Stage(prev, w, u, d, se_reduction, **kw))
