@@ -110,6 +110,10 @@ def test_one_node_launcher_runs_two_jobs_at_a_time_one_per_device(tmp_path, lip_
             lip_root,
             sweep,
             "data.batch_size=2",
+            # ~4 s per job instead of ~0.5: long enough that the two workers' jobs overlap
+            # even when one worker starts seconds after the other on a loaded machine (CI saw
+            # four 0.5 s jobs run one after the other, all on slot 0)
+            "trainer.max_epochs=20",
             "seed=0,1,2,3",
             "hydra/launcher=local",
             "hydra.launcher.n_jobs=2",
