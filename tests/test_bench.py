@@ -204,6 +204,26 @@ def test_models_come_from_conf_model_and_unknown_ones_are_named(tmp_path):
         run(bench_cfg(tmp_path, "only=[resnet]"), tmp_path)
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("x86_int8=5", r"x86_int8=5: must be a list of model names"),
+        ("versus_reference=lipnet", r"versus_reference='lipnet': must be a list of model names"),
+        ("onnxruntime.int8=[1]", r"onnxruntime.int8=\[1\]: must be a list of model names"),
+        (
+            "reference_model=nosuch",
+            r"reference_model=nosuch: no such model config; one of \[.*'lipnet'",
+        ),
+    ],
+)
+def test_bad_model_lists_are_refused_before_anything_is_measured(tmp_path, override, message):
+    cfg = bench_cfg(tmp_path, "versus_reference=[lipnet]", override)
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=message):
+        run(cfg, tmp_path)
+    assert time.perf_counter() - started < 10 and not (tmp_path / "bench.json").exists()
+
+
 def test_time_calls_measures_each_call_after_warmup():
     calls = []
     times = time_calls(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)

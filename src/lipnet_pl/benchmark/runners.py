@@ -177,10 +177,9 @@ class Versus:
     ci_low: float
     ci_high: float
     rounds: int
-    converged: bool
     reference_ms: float
     best_ms: float
-    note: str = ""
+    note: str = ""  # CI > +-5% (cap) | OOM | error: ...
 
 
 def race_versus(
@@ -196,7 +195,7 @@ def race_versus(
         measured = interleaved_rounds(fns, case.device, **vars(rounds), devices=devices)
     except Exception as err:  # an OOM or a failure is reported, the bench goes on
         nan = math.nan
-        return Versus(model, reference, best, nan, nan, nan, 0, False, nan, nan, failure(err))
+        return Versus(model, reference, best, nan, nan, nan, 0, nan, nan, failure(err))
     ref, fast = measured.times["reference"], measured.times["best"]
     ratio, low, high = paired_ratio(ref, fast)
     note = "" if measured.converged else f"CI > +-{rounds.tolerance:.0%} (cap)"
@@ -208,7 +207,6 @@ def race_versus(
         low,
         high,
         len(ref),
-        measured.converged,
         median_ci(ref)[0],
         median_ci(fast)[0],
         note,

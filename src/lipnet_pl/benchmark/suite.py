@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -87,6 +88,33 @@ def selected_models(cfg: DictConfig) -> dict[str, dict]:
     if not names:
         raise UserError("no models to benchmark: check models= / only=")
     return {name: model_config(name, int(cfg.num_classes)) for name in names}
+
+
+MODEL_LIST_KEYS = ("onnxruntime.int8", "x86_int8", "versus_reference", "train_contiguous")
+
+
+def model_list(cfg: DictConfig, key: str) -> list[str]:
+    """The model names under ``key`` (null = none); anything but a list of names is a
+    :class:`UserError` naming the key."""
+    value = OmegaConf.select(cfg, key)
+    names = [] if value is None else plain(value)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{key}={names!r}: must be a list of model names, e.g. {key}=[lipnet]")
+    return names
+
+
+def check_model_lists(cfg: DictConfig) -> None:
+    """Every model-list key and ``reference_model`` checked before anything is measured."""
+    for key in MODEL_LIST_KEYS:
+        model_list(cfg, key)
+    if model_list(cfg, "versus_reference"):
+        try:
+            model_config(str(cfg.reference_model), int(cfg.num_classes))
+        except MissingConfigException as err:
+            raise UserError(
+                f"reference_model={cfg.reference_model}: no such model config; one of "
+                f"{sorted(err.options or [])}"
+            ) from None
 
 
 def profile_dtypes(profile: DictConfig, device: torch.device) -> list[str]:
@@ -166,7 +194,7 @@ def ort_sessions(model, label: str, cfg: DictConfig, case: Case, work: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no CUDA provider: the row is labelled CPU instead
         sessions = {"fp32": OnnxRuntimeNet(fp32, device=str(case.device), spinning=False)}
-    if label in plain(ort.get("int8") or []):
+    if label in model_list(cfg, "onnxruntime.int8"):
         calib = [torch.randn(1, 3, *case.size).numpy() for _ in range(int(ort.calibration_batches))]
         int8 = quantize_onnx_int8(fp32, work / f"{label}.int8.onnx", calib)
         sessions["int8"] = OnnxRuntimeNet(int8, device="cpu", spinning=False)
@@ -176,7 +204,7 @@ def ort_sessions(model, label: str, cfg: DictConfig, case: Case, work: Path) -> 
 def x86_int8_variants(model, label: str, cfg: DictConfig, case: Case, batch: int) -> dict:
     """PyTorch's x86 int8 path (torchao pt2e, compiled) for the models listed in
     ``x86_int8``, CPU benches only, at the first batch size (``benchmark/x86_int8.py``)."""
-    if case.device.type != "cpu" or label not in plain(cfg.get("x86_int8") or []):
+    if case.device.type != "cpu" or label not in model_list(cfg, "x86_int8"):
         return {}
     example = torch.randn(batch, 3, *case.size)
     call = lazy_x86_int8(fold_batchnorm(model).cpu().eval(), example)
@@ -222,10 +250,11 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
         results += rows
         if batch == 1:  # the best batch-1 variant may race the reference model below
             first.update({(r.backend, r.variant, r.dtype): v for r, v in _pairs(rows, variants)})
-    reference = str(cfg.get("reference_model") or "")
-    if batch_one_best(results) is not None and label in plain(cfg.get("versus_reference") or []):
-        progress(f"{label} vs {reference} eager")
-        versus.append(versus_reference(label, reference, cfg, profile, case, results, first))
+    best = batch_one_best(results)
+    if best is not None and label in model_list(cfg, "versus_reference"):
+        progress(f"{label} vs {cfg.reference_model} eager")
+        variant = first[(best.backend, best.variant, best.dtype)]
+        versus.append(versus_reference(label, cfg, profile, case, best, variant))
     del nets, sessions, first, int8
     for dtype in profile_dtypes(profile, case.device) if cfg.train_step else ():
         progress(f"{label} train {dtype}")
@@ -235,8 +264,8 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
 
 
 def _pairs(rows: list[Result], variants: dict) -> list[tuple[Result, Any]]:
-    """Each measured row with the variant that made it (same order: failures first, then the
-    rounds' rows in the variants' order)."""
+    """Each measured row with the variant that made it (a group's variants differ in backend
+    or variant name)."""
     by_key = {(v.backend, v.variant): v for v in variants.values()}
     return [(r, by_key[(r.backend, r.variant)]) for r in rows if r.ok]
 
@@ -246,18 +275,18 @@ def batch_one_best(results: list[Result]) -> Result | None:
     return max(rows, key=lambda r: r.images_per_s) if rows else None
 
 
-def versus_reference(label, reference, cfg, profile, case: Case, results, variants) -> Versus:
-    """``label``'s best batch-1 variant against ``reference``'s PyTorch eager fp32 at batch 1,
-    timed in interleaved rounds of their own: the real-time network's speed-up over the paper
-    configuration from the same rounds (not a ratio of two groups timed minutes apart)."""
-    best = batch_one_best(results)
-    with config_errors(f"reference_model {reference}"):
-        torch.manual_seed(0)
-        ref_net = build_model(**model_config(reference, int(cfg.num_classes))).eval()
+def versus_reference(label, cfg, profile, case: Case, best: Result, variant) -> Versus:
+    """``label``'s best batch-1 row (``variant`` made it) against ``reference_model``'s PyTorch
+    eager fp32 at batch 1, timed in interleaved rounds of their own: the real-time network's
+    speed-up over the paper configuration from the same rounds (not a ratio of two groups timed
+    minutes apart)."""
+    reference = str(cfg.reference_model)
+    torch.manual_seed(0)
+    ref_net = build_model(**model_config(reference, int(cfg.num_classes))).eval()
     ref_case = replace(case, dtype="fp32", batch=1)
     race = {
         "reference": torch_variant(ref_case, "eager", ref_net.to(case.device)),
-        "best": variants[(best.backend, best.variant, best.dtype)],
+        "best": variant,
     }
     return race_versus(label, reference, best.label, race, case, round_settings(profile))
 
@@ -268,7 +297,7 @@ def train_rows(label: str, model, cfg: DictConfig, case: Case, profile) -> list[
         case, batch=int(profile.train_batch_size), repeats=int(profile.train_repeats)
     )
     layouts = [bool(cfg.channels_last_train)]
-    if layouts[0] and label in plain(cfg.get("train_contiguous") or []):
+    if layouts[0] and label in model_list(cfg, "train_contiguous"):
         layouts.append(False)  # channels_last's gain, measured in the same run
     try:
         return torch_train_steps(train_case, model, int(cfg.num_classes), layouts)
@@ -328,6 +357,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
     profile = cfg.cuda if device.type == "cuda" else cfg.cpu
     dtypes = profile_dtypes(profile, device)
     models = selected_models(cfg)
+    check_model_lists(cfg)
     size = (int(cfg.height), int(cfg.width))
     load_start = [round(v, 2) for v in os.getloadavg()]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (reduced profile)"

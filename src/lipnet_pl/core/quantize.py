@@ -145,12 +145,12 @@ def quantize_onnx_int8(
             q.shape_inference.quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
         import onnx  # noqa: PLC0415 - after the onnxruntime check above
 
-        graph = onnx.load(str(model_in))
-        input_name = graph.graph.input[0].name
-        kept_float = prepare_for_int8(graph, exclude_nodes)
+        model = onnx.load(str(model_in))
+        input_name = model.graph.input[0].name
+        kept_float = prepare_for_int8(model, exclude_nodes)
         model_in = Path(tmp) / "int8_ready.onnx"
-        onnx.save(graph, str(model_in))
-        del graph
+        onnx.save(model, str(model_in))
+        del model
         quantized = Path(tmp) / "int8.onnx"
         # onnxruntime's calibrators print() their progress ("Collecting tensor data ..."): keep
         # the console for our own lines
