@@ -8,11 +8,13 @@ import onnx
 import pytest
 import torch
 
-import lipnet_pl.core.model_export as export_mod
+import lipnet_pl.core.model_export as model_export
+import lipnet_pl.exporting.export as export_mod
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
-from lipnet_pl.core.model_export import check_parity, export, export_onnx, export_torchscript
+from lipnet_pl.core.model_export import check_parity, export_onnx, export_torchscript
 from lipnet_pl.errors import UserError
+from lipnet_pl.exporting.export import export
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
 
 
@@ -67,9 +69,9 @@ def test_export_command_checks_at_the_model_input_size_and_embeds_the_spec(
 def test_failed_parity_check_keeps_the_previous_file(random_ckpt, tmp_path, monkeypatch):
     out = tmp_path / "m.torchscript.pt"
     out.write_bytes(b"a good model from yesterday")
-    real = export_mod.run_exported
+    real = model_export.run_exported
     monkeypatch.setattr(
-        export_mod, "run_exported", lambda p, f, x: real(p, f, x) + np.float32(0.01)
+        model_export, "run_exported", lambda p, f, x: real(p, f, x) + np.float32(0.01)
     )
     cfg = export_cfg(tmp_path, ckpt_path=random_ckpt, format="torchscript", output=out)
     with pytest.raises(UserError, match=r"differs from PyTorch by 1\.0\d\de-02 > tolerance 0.001"):

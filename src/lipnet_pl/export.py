@@ -2,7 +2,7 @@
 saved model and check it against PyTorch (conf/export.yaml)."""
 
 from lipnet_pl.cli import hydra_command
-from lipnet_pl.core.model_export import export
+from lipnet_pl.exporting.export import export
 
 main = hydra_command("export", export)
 

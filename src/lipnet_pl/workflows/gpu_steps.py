@@ -22,10 +22,10 @@ from torch.profiler import ProfilerActivity, profile
 from lipnet_pl.benchmark.suite import run as run_bench
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
-from lipnet_pl.core.model_export import export
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.evaluation.evaluate import evaluate
+from lipnet_pl.exporting.export import export
 from lipnet_pl.inference.predict import run_predict
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import make_fast
