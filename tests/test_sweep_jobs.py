@@ -169,7 +169,8 @@ def test_summary_groups_seeds_and_tests_against_the_reference_with_two_standard_
 def test_wandb_groups_a_sweep_only_in_a_multirun():
     from omegaconf import OmegaConf
 
-    from lipnet_pl.config import compose, job_dirname
+    from lipnet_pl.config import compose
+    from lipnet_pl.hydra_runtime import job_dirname
 
     cfg = compose("train", ["logger=wandb", "paths.output_dir=/tmp/unused"])
     wandb = OmegaConf.to_container(cfg.logger.wandb, resolve=True)

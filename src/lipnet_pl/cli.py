@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 
 from lipnet_pl.config import config_dir
 from lipnet_pl.errors import NonFiniteLossError, Requeued, SweepFailed, Terminated, UserError
+from lipnet_pl.hydra_runtime import is_rank_zero
 from lipnet_pl.runtime import quiet_libraries
 
 EXIT_BUG = 1
@@ -157,7 +158,7 @@ def sigterm_stops() -> Iterator[None]:
 
 def _stopped_by_slurm(stop: Requeued) -> NoReturn:
     """One line on rank 0 (the other ranks stopped at the same step and say nothing)."""
-    rank_zero = int(os.environ.get("SLURM_PROCID") or os.environ.get("RANK") or 0) == 0
+    rank_zero = is_rank_zero()
     where = f"{stop.ckpt_path} (step {stop.step})"
     if stop.requeued:
         if rank_zero:

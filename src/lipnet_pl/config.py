@@ -7,81 +7,18 @@ way, from any working directory.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lipnet_pl.errors import UserError
-from lipnet_pl.runtime import visible_devices
+from lipnet_pl.hydra_runtime import register_resolvers
 
-SEED_KEYS = ("seed",)
-"""Overrides that make a repeat of a configuration, not another one (sweep groups, wandb)."""
-
-
-def _swept_keys(sweep_dir: str) -> set[str] | None:
-    """Keys the sweep varies, from the ``multirun.yaml`` Hydra writes before launching jobs."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    try:
-        master = OmegaConf.load(Path(sweep_dir) / "multirun.yaml")
-        parsed = OverridesParser.create().parse_overrides(list(master.hydra.overrides.task))
-    except Exception:  # no file (yet), or a file from elsewhere: fall back to every override
-        return None
-    return {o.key_or_group for o in parsed if o.is_sweep_override()}
-
-
-def job_dirname(sweep_dir: str, overrides: Sequence[str], limit: int = 120) -> str:
-    """A sweep job's folder: its values of the swept keys (``model.dilations=paper,seed=0``),
-    so a relaunched sweep finds it again. Slashes become ``.``; a long name keeps a hash."""
-    swept = _swept_keys(sweep_dir)
-    kept = sorted(o for o in overrides if swept is None or o.split("=", 1)[0].lstrip("+~") in swept)
-    name = ",".join(kept).replace("/", ".")
-    name = re.sub(r"[^A-Za-z0-9=,._+\-\[\]]", "_", name) or "job"
-    if len(name) > limit:
-        name = name[: limit - 9] + "-" + hashlib.sha1(name.encode()).hexdigest()[:8]
-    return name
-
-
-def _multirun_overrides() -> list[str] | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return list(HydraConfig.get().overrides.task)
-
-
-def sweep_group(sweep_name: str) -> str | None:
-    """The wandb group of a multirun job (its sweep's name); None for a single run."""
-    return None if _multirun_overrides() is None else str(sweep_name)
-
-
-def sweep_job_type() -> str | None:
-    """The wandb job_type of a multirun job: its overrides without the seed (its configuration)."""
-    overrides = _multirun_overrides()
-    if overrides is None:
-        return None
-    skip = (*SEED_KEYS, "sweep_name")
-    kept = sorted(o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in skip)
-    return ",".join(kept)[:128] or "all"
-
-
-def num_devices() -> int:
-    """Visible GPUs, else 1: the default number of parallel jobs of ``hydra/launcher=local``."""
-    return visible_devices()
-
-
-OmegaConf.register_new_resolver("lipnet.job_dir", job_dirname, replace=True)
-OmegaConf.register_new_resolver("lipnet.num_devices", num_devices, replace=True)
-OmegaConf.register_new_resolver("lipnet.sweep_group", sweep_group, replace=True)
-OmegaConf.register_new_resolver("lipnet.job_type", sweep_job_type, replace=True)
+register_resolvers()  # before any config is composed
 
 
 @cache
@@ -93,9 +30,10 @@ def config_dir() -> str:
     return str(path)
 
 
-def compose(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+def compose(name: str | None, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``conf/<name>.yaml`` with ``overrides`` outside ``@hydra.main`` (tests, the demo,
-    notebooks). ``${hydra:...}`` is not available here: pass ``paths.output_dir=...``."""
+    notebooks). ``${hydra:...}`` is not available here: pass ``paths.output_dir=...``. ``name=None``
+    composes the overrides alone (``+model=lipnet``)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -104,6 +42,21 @@ def compose(name: str, overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose(config_name=name, overrides=list(overrides))
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose(config_name=name, overrides=list(overrides))
+
+
+def model_config(name: str, num_classes: int = 20, key: str = "model") -> dict[str, Any]:
+    """``conf/model/<name>.yaml`` as ``model=<name>`` composes it (its defaults, such as the
+    ``model/dilations`` preset, applied by Hydra): the network's ``build_model`` arguments. The
+    one reader of the model configs: training, ``build_model(name)`` and the bench all use it."""
+    from hydra.errors import MissingConfigException
+
+    overrides = [f"+model={name}", f"+data.num_classes={int(num_classes)}"]
+    try:
+        cfg = compose(None, overrides)
+    except MissingConfigException as err:
+        options = sorted(err.options or [])
+        raise UserError(f"{key}={name}: no such model config; one of {options}") from None
+    return plain(cfg.model.net)
 
 
 def plain(value: Any) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from lipnet_pl.hydra_runtime import trainer_uses_gpu
+
 LIGHTNING = {"bf16": "bf16-mixed", "fp16": "16-mixed", "fp32": "32-true"}
 
 
@@ -28,7 +30,5 @@ def trainer_precision(precision: str | int | None, accelerator: str | None) -> s
     :func:`auto_dtype` on the accelerator (GPU when ``gpu``/``cuda``, or ``auto`` with CUDA)."""
     if str(precision) != "auto":
         return precision
-    gpu = str(accelerator) in ("gpu", "cuda") or (
-        str(accelerator) == "auto" and torch.cuda.is_available()
-    )
+    gpu = trainer_uses_gpu({"accelerator": accelerator})
     return LIGHTNING[auto_dtype("cuda" if gpu else "cpu")]

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -56,7 +55,7 @@ from lipnet_pl.benchmark.runners import (
     torch_variant,
 )
 from lipnet_pl.benchmark.x86_int8 import lazy_x86_int8
-from lipnet_pl.config import compose, config_errors, plain
+from lipnet_pl.config import config_errors, model_config, plain
 from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
 from lipnet_pl.core.quantize import quantize_onnx_int8
@@ -68,12 +67,6 @@ from lipnet_pl.precision import auto_dtype
 from lipnet_pl.runtime import resolve_device
 
 console = Console(width=160)
-
-
-def model_config(name: str, num_classes: int) -> dict:
-    """``conf/model/<name>.yaml`` as training composes it (``model=<name>``): build_model kwargs."""
-    cfg = compose("train", [f"model={name}", f"data.num_classes={num_classes}"])
-    return plain(cfg.model.net)
 
 
 def selected_models(cfg: DictConfig) -> dict[str, dict]:
@@ -108,13 +101,7 @@ def check_model_lists(cfg: DictConfig) -> None:
     for key in MODEL_LIST_KEYS:
         model_list(cfg, key)
     if model_list(cfg, "versus_reference"):
-        try:
-            model_config(str(cfg.reference_model), int(cfg.num_classes))
-        except MissingConfigException as err:
-            raise UserError(
-                f"reference_model={cfg.reference_model}: no such model config; one of "
-                f"{sorted(err.options or [])}"
-            ) from None
+        model_config(str(cfg.reference_model), int(cfg.num_classes), key="reference_model")
 
 
 def profile_dtypes(profile: DictConfig, device: torch.device) -> list[str]:

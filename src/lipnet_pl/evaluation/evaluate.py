@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
 
 from lipnet_pl.config import config_errors, plain
@@ -28,6 +27,7 @@ from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.writer import PredictionWriter
+from lipnet_pl.hydra_runtime import trainer_uses_gpu
 from lipnet_pl.outputs import writable_dir
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,7 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def eval_device(cfg: DictConfig) -> str:
     """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
     ONNX session runs where Lightning puts the batches."""
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "cuda" if gpu else "cpu"
+    return "cuda" if trainer_uses_gpu(cfg.trainer) else "cpu"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Named LIP-Net configurations: ``build_model(name)`` = ``LIPNet(**preset, **overrides)``.
 
 The numbers live in ``conf/model/lipnet.yaml`` and ``conf/model/lipnet_rt.yaml`` (read here, so
-``build_model(name)`` and ``model=<name>`` cannot disagree). ``lipnet`` is the paper's figure (3.96 M parameters, 32.8 GFLOPs at 473x473).
+``build_model(name)`` and ``model=<name>`` cannot disagree). ``lipnet`` is the paper's figure
+(3.96 M parameters, 32.8 GFLOPs at 473x473).
 
 ``lipnet_rt`` is the real-time variant (issue 10): the same SE-ResNet stages, ASPP and decoder
 with the same parameter budget (3.97 M at 20 classes) at 1/6 of the FLOPs (5.2 GFLOPs):
@@ -41,32 +42,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from functools import cache
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from lipnet_pl.config import config_dir
+from lipnet_pl.config import model_config
 
 PRESET_NAMES = ("lipnet", "lipnet_rt")
 
 
 @cache
 def _load_preset(name: str) -> Mapping[str, Any]:
-    """LIPNet arguments of ``conf/model/<name>.yaml`` (its ``net:`` block with its default
-    ``model/dilations`` preset on top): the config is the one source of each preset's numbers."""
-    folder = Path(config_dir()) / "model"
-    cfg = OmegaConf.load(folder / f"{name}.yaml")
-    net = OmegaConf.merge(cfg.net)
-    for entry in cfg.get("defaults", []):
-        if isinstance(entry, DictConfig) and "dilations" in entry:
-            net = OmegaConf.merge(
-                net, OmegaConf.load(folder / "dilations" / f"{entry.dilations}.yaml")
-            )
-    args = {
-        k: v for k, v in OmegaConf.to_container(net).items() if k not in ("name", "num_classes")
-    }
+    """LIPNet arguments of ``conf/model/<name>.yaml`` as ``model=<name>`` composes it (Hydra
+    applies its defaults, e.g. the ``model/dilations`` preset): the config is the one source of
+    each preset's numbers, and :func:`lipnet_pl.config.model_config` its one reader."""
+    args = {k: v for k, v in model_config(name).items() if k not in ("name", "num_classes")}
     return MappingProxyType({k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
+from lipnet_pl.hydra_runtime import trainer_uses_gpu
+
 CORES = sorted(os.sched_getaffinity(0))  # before any job of this worker process narrowed it
 
 
@@ -43,14 +45,9 @@ def device_slot(folder: Path, count: int, poll_s: float = 0.2) -> Iterator[int]:
         time.sleep(poll_s)
 
 
-def uses_gpu(trainer_cfg: DictConfig) -> bool:
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
 def pin(cfg: DictConfig, slot: int, count: int) -> str:
     """Put this job on slot ``slot`` of ``count``; returns the device it got, in words."""
-    if uses_gpu(cfg.trainer):
+    if trainer_uses_gpu(cfg.trainer):
         with open_dict(cfg.trainer):
             cfg.trainer.devices = [slot]
         return f"cuda:{slot}"

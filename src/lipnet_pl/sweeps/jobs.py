@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 
 from lipnet_pl.cli import one_line
 from lipnet_pl.errors import NonFiniteLossError, UserError
+from lipnet_pl.hydra_runtime import is_rank_zero, multirun_config
 from lipnet_pl.sweeps.devices import device_slot, pin
 
 log = logging.getLogger(__name__)
@@ -55,11 +56,6 @@ def write_status(job_dir: Path, **fields: Any) -> dict[str, Any]:
     return status
 
 
-def is_rank_zero() -> bool:
-    """Rank 0 of the job's processes (every SLURM task runs the job function)."""
-    return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0) == 0
-
-
 def failure_reason(err: BaseException) -> str:
     """One line saying why a job failed."""
     if isinstance(err, UserError):
@@ -71,16 +67,6 @@ def failure_reason(err: BaseException) -> str:
     else:
         reason = f"{type(err).__name__}: {one_line(err)} (traceback in error.txt)"
     return reason if len(reason) <= 500 else reason[:497] + "..."
-
-
-def _hydra_job() -> Any | None:
-    """Hydra's runtime config of the running multirun job (None outside a multirun)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return HydraConfig.get()
-    return None
 
 
 @contextmanager
@@ -100,7 +86,7 @@ def sweep_job(task: Callable[[DictConfig], dict[str, Any]]) -> Callable[[DictCon
 
     @functools.wraps(task)
     def job(cfg: DictConfig) -> dict[str, Any]:
-        hydra_cfg = _hydra_job()
+        hydra_cfg = multirun_config()
         if hydra_cfg is None:
             return task(cfg)
         return run_sweep_job(task, cfg, hydra_cfg)

@@ -33,7 +33,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import DictConfig, OmegaConf
 
 from lipnet_pl.errors import UserError
-from lipnet_pl.sweeps.devices import uses_gpu
+from lipnet_pl.hydra_runtime import trainer_uses_gpu
 from lipnet_pl.sweeps.jobs import read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def job_size(trainer_cfg: DictConfig) -> dict[str, Any]:
     return {
         "nodes": int(trainer_cfg.get("num_nodes", 1)),
         "tasks_per_node": per_node,
-        "gpus_per_node": per_node if uses_gpu(trainer_cfg) else None,
+        "gpus_per_node": per_node if trainer_uses_gpu(trainer_cfg) else None,
     }
 
 

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from lipnet_pl.config import SEED_KEYS
+from lipnet_pl.hydra_runtime import SEED_KEYS
 
 METRICS = ("best_val_miou", "best_val_lr_miou")
 

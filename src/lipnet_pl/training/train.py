@@ -27,16 +27,10 @@ from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, find_c
 from lipnet_pl.engine.guard import NonFiniteGuard
 from lipnet_pl.engine.requeue import SlurmRequeue, restart_count
 from lipnet_pl.errors import Terminated, UserError
+from lipnet_pl.hydra_runtime import is_multirun, job_overrides, launched_by_slurm
 from lipnet_pl.models.summary import count_gflops, count_parameters
 
 log = logging.getLogger(__name__)
-
-
-def is_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def is_distributed(trainer_cfg: DictConfig) -> bool:
@@ -47,13 +41,6 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
         not isinstance(devices, int) and str(devices) not in ("1", "auto", "[0]")
     )
     return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
-
-
-def launched_by_slurm() -> bool:
-    """A multirun job started by a SLURM launcher: its tasks are the DDP ranks already."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return "slurm" in str(HydraConfig.get().launcher.get("_target_", "")).lower()
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -167,14 +154,8 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "last_ckpt": best_cb.last_model_path if isinstance(best_cb, ModelCheckpoint) else None,
         "output_dir": str(cfg.paths.output_dir),
         "wall_s": round(wall_s, 2),
-        "overrides": _job_overrides(),
+        "overrides": job_overrides(),
     }
-
-
-def _job_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _default_callbacks(callbacks: list[Any], loggers: list[Any]) -> list[Any]:
