@@ -39,3 +39,21 @@ def test_model_config_is_what_training_composes(name):
 def test_a_model_config_that_does_not_exist_names_the_key_and_the_choices():
     with pytest.raises(UserError, match=r"reference_model=nosuch: no such model config; one of "):
         model_config("nosuch", key="reference_model")
+
+
+def test_a_local_config_sets_this_machines_data_root_over_the_experiment(tmp_path):
+    """``conf/local/default.yaml`` (git-ignored) is composed after the experiment, if present."""
+    import shutil
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    conf = shutil.copytree(config_dir(), tmp_path / "conf")
+    overrides = ["experiment=lip_base", "paths.output_dir=/tmp/unused"]
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        assert hydra_compose("train", overrides).data.root != "/datasets/LIP"  # optional: absent
+        (conf / "local" / "default.yaml").write_text(
+            "# @package _global_\ndata:\n  root: /datasets/LIP\n"
+        )
+        assert hydra_compose("train", overrides).data.root == "/datasets/LIP"
+        assert hydra_compose("eval", ["paths.output_dir=/tmp/unused"]).data.root == "/datasets/LIP"

@@ -79,6 +79,13 @@ def test_installed_wheel_runs_the_commands_outside_the_checkout(installed, tmp_p
     assert models.returncode == 0, models.stderr
     assert "3.961 M" in models.stdout
 
+    # every `python -m` tool has a console script too (pip writes them into the target's bin/)
+    script = run_installed(installed, tmp_path, str(installed / "bin" / "lipnet-models"), "lipnet")
+    assert script.returncode == 0 and "3.961 M" in script.stdout, script.stderr
+    for name in ("lipnet-data", "lipnet-gpu-check"):
+        helped = run_installed(installed, tmp_path, str(installed / "bin" / name), "--help")
+        assert helped.returncode == 0 and "usage:" in helped.stdout, (name, helped.stderr)
+
     train = run_installed(
         installed, tmp_path, "-m", "lipnet_pl.train", "experiment=demo", "debug=fdr"
     )

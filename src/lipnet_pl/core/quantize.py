@@ -97,6 +97,27 @@ def _chunk(n: int, at_most: int = 8) -> int:
     return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
 
 
+def _int8_ready(
+    q, src: Path, tmp: Path, preprocess: bool, exclude_nodes: Sequence[str]
+) -> tuple[Path, str, list[str]]:
+    """``src`` pre-processed and rewritten for int8 into ``tmp``: (its path, the input's name,
+    the nodes to keep in float)."""
+    model_in = src
+    if preprocess:
+        model_in = tmp / "preprocessed.onnx"
+        # symbolic shape inference (for transformers) fails on dynamic H, W: ONNX shape
+        # inference and the graph optimiser are what matter for a CNN.
+        q.shape_inference.quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
+    import onnx  # noqa: PLC0415 - after the onnxruntime check
+
+    model = onnx.load(str(model_in))
+    input_name = model.graph.input[0].name
+    kept_float = prepare_for_int8(model, exclude_nodes)
+    ready = tmp / "int8_ready.onnx"
+    onnx.save(model, str(ready))
+    return ready, input_name, kept_float
+
+
 def quantize_onnx_int8(
     fp32_path: str | Path,
     out_path: str | Path,
@@ -137,20 +158,7 @@ def quantize_onnx_int8(
     q = _ort_quantization()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lipnet_int8_", dir=out.parent) as tmp:
-        model_in = src
-        if preprocess:
-            model_in = Path(tmp) / "preprocessed.onnx"
-            # symbolic shape inference (for transformers) fails on dynamic H, W: ONNX shape
-            # inference and the graph optimiser are what matter for a CNN.
-            q.shape_inference.quant_pre_process(str(src), str(model_in), skip_symbolic_shape=True)
-        import onnx  # noqa: PLC0415 - after the onnxruntime check above
-
-        model = onnx.load(str(model_in))
-        input_name = model.graph.input[0].name
-        kept_float = prepare_for_int8(model, exclude_nodes)
-        model_in = Path(tmp) / "int8_ready.onnx"
-        onnx.save(model, str(model_in))
-        del model
+        model_in, input_name, kept_float = _int8_ready(q, src, Path(tmp), preprocess, exclude_nodes)
         quantized = Path(tmp) / "int8.onnx"
         # onnxruntime's calibrators print() their progress ("Collecting tensor data ..."): keep
         # the console for our own lines

@@ -279,6 +279,31 @@ class Decoder(nn.Module):
         return self.fuse(torch.cat([x, skip], dim=1))
 
 
+def _check_scalars(**values: int) -> None:
+    """Each named constructor argument must be a positive int (ValueError shows the bad value)."""
+    for key, value in values.items():
+        _positive_int(key, value)
+
+
+def _backbone(
+    in_channels: int,
+    widths: Sequence[int],
+    dilations: Sequence[int],
+    units: Sequence[int],
+    pool_after: Sequence[int],
+    se_reduction: int,
+    **kw,
+) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """Stages S1..S6 and the 2x2 max-pool (or identity) after each."""
+    stages, pools, prev = [], [], in_channels
+    for i, (w, d, u) in enumerate(zip(widths, dilations, units, strict=True)):
+        stages.append(Stage(prev, w, u, d, se_reduction, **kw))
+        pooled = (i + 1) in pool_after
+        pools.append(nn.MaxPool2d(2, 2, ceil_mode=True) if pooled else nn.Identity())
+        prev = w
+    return nn.ModuleList(stages), nn.ModuleList(pools)
+
+
 class LIPNet(nn.Module):
     """LIP-Net for human parsing: [B, in_channels, H, W] -> logits [B, num_classes, H, W], any H, W.
 
@@ -325,17 +350,16 @@ class LIPNet(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ):
         super().__init__()
-        for key, value in (
-            ("num_classes", num_classes),
-            ("in_channels", in_channels),
-            ("stem_channels", stem_channels),
-            ("stem_stride", stem_stride),
-            ("se_reduction", se_reduction),
-            ("aspp_channels", aspp_channels),
-            ("skip_channels", skip_channels),
-            ("decoder_channels", decoder_channels),
-        ):
-            _positive_int(key, value)
+        _check_scalars(
+            num_classes=num_classes,
+            in_channels=in_channels,
+            stem_channels=stem_channels,
+            stem_stride=stem_stride,
+            se_reduction=se_reduction,
+            aspp_channels=aspp_channels,
+            skip_channels=skip_channels,
+            decoder_channels=decoder_channels,
+        )
         if _positive_int("stem_kernel", stem_kernel) % 2 == 0:
             raise ValueError(f"stem_kernel must be odd (symmetric padding), got {stem_kernel!r}")
         if not isinstance(aspp_separable, bool):
@@ -354,10 +378,8 @@ class LIPNet(nn.Module):
         self.skip_index = skip_stage - 1
         self.output_stride = stem_stride * 2 ** len(pool_after)
 
-        # (k - 1) / 2 on each side: the stem's output is ceil(H / stride) for every stride, as the
-        # input pooling branch and describe() assume. timm's rule pads ((stride - 1) + k - 1) / 2,
-        # the same for stride 1 and 2 but one more at stride 4 (maps 1 too large at sizes
-        # divisible by 4: the ASPP concat failed)
+        # pad (k - 1) / 2: output ceil(H / stride) at every stride, as the input pooling branch
+        # assumes (timm's rule pads one more at stride 4, which broke the ASPP concat)
         self.stem = ConvBNAct(
             in_channels,
             stem_channels,
@@ -366,16 +388,11 @@ class LIPNet(nn.Module):
             padding=(stem_kernel - 1) // 2,
             **kw,
         )
-        stages, pools, prev = [], [], stem_channels
-        for i, (w, d, u) in enumerate(zip(widths, dilations, units, strict=True)):
-            stages.append(Stage(prev, w, u, d, se_reduction, **kw))
-            pooled = (i + 1) in pool_after
-            pools.append(nn.MaxPool2d(2, 2, ceil_mode=True) if pooled else nn.Identity())
-            prev = w
-        self.stages = nn.ModuleList(stages)
-        self.pools = nn.ModuleList(pools)
+        self.stages, self.pools = _backbone(
+            stem_channels, widths, dilations, units, pool_after, se_reduction, **kw
+        )
         self.aspp = ASPP(
-            prev,
+            widths[-1],
             aspp_channels,
             aspp_rates,
             separable=aspp_separable,
