@@ -2,15 +2,18 @@
 
 * :class:`StepCheckpoint`: ``last-step.ckpt`` every N optimiser steps, so a run killed mid-epoch
   resumes close to where it died.
-* :class:`ThroughputMonitor`: training images per second (training steps only) for the run summary.
+* :class:`ThroughputMonitor`: training images per second of the steps alone and of the wall
+  clock, the share of time spent waiting for data, and a one-line warning when data-bound.
 * :class:`ValidationPanels`: image | ground truth | prediction figures of the first validation
   images, saved under ``figures/`` and sent to the loggers that take images.
 * :class:`ProgressBar`: Rich progress bar that reads the logged values (a host-device sync) only
-  every few steps, and without Lightning's ``v_num`` column.
+  every few steps, shows the rates of :class:`ThroughputMonitor`, and has no ``v_num`` column.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lipnet_pl.core.viz import denormalize, panel
+
+log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(ModelCheckpoint):
@@ -50,25 +55,39 @@ class StepCheckpoint(ModelCheckpoint):
 
 
 class ThroughputMonitor(Callback):
-    """Training images/s of the training steps alone (forward + backward + optimiser; data
-    loading, validation and checkpoint writes excluded), and the peak GPU memory of training.
+    """Training images/s of the steps alone and of the wall clock, and the data-wait share.
 
-    Each step is timed from ``on_train_batch_start`` to ``on_train_batch_end`` (Lightning runs the
-    checkpoint callbacks after ours); the first ``warmup_steps`` steps of the process are skipped
-    (compile, cuDNN autotuning, allocator growth). On GPU each step records two CUDA events and
-    the device is synchronised only every ``sync_every`` steps and before validation, so the
-    measurement does not stall training. Numbers are of this process only: a resumed run does
-    not inherit the figures of the run it resumes.
+    * **step-only** (``images_per_second``): each step timed from ``on_train_batch_start`` to
+      ``on_train_batch_end`` (forward + backward + optimiser): what the device can do. On GPU two
+      CUDA events per step, synchronised only every ``sync_every`` steps and before validation.
+    * **wall clock** (``wall_images_per_second``): the same images over the host time of the
+      steps plus the gaps before them (waiting for the loader, the host-to-device copy, launching
+      ``augment_on=device``; periodic checkpoint writes land here too, rare with the time
+      cadence): what the user gets. Validation is excluded.
+    * ``data_wait_share`` = gap time / wall time. When it reaches ``data_bound_share`` the run
+      logs one line at its end naming the loader workers and CPU cores it had.
+
+    The first ``warmup_steps`` steps (and the gaps before them) are skipped (compile, cuDNN
+    autotuning, allocator growth, workers starting). Numbers are of this process only: a resumed
+    run does not inherit the figures of the run it resumes.
     """
 
-    def __init__(self, sync_every: int = 50, warmup_steps: int = 3) -> None:
+    def __init__(
+        self, sync_every: int = 50, warmup_steps: int = 3, data_bound_share: float = 0.25
+    ) -> None:
         self.sync_every = max(1, int(sync_every))
         self.warmup_steps = max(0, int(warmup_steps))
+        self.data_bound_share = float(data_bound_share)
         self.images = 0
         self.seconds = 0.0
+        self.wait_seconds = 0.0  # host time between a step's end and the next one's start
+        self.busy_seconds = 0.0  # host time inside the timed steps
+        self.host_images = 0  # images of the timed steps, counted at once (no device sync)
         self.peak_gpu_mem_mib: float | None = None
         self._steps_seen = 0
         self._start: Any = None
+        self._host_start: float | None = None
+        self._last_end: float | None = None
         self._pending: list[tuple[Any, Any, int]] = []
         self._base_mem = 0
 
@@ -82,22 +101,37 @@ class ThroughputMonitor(Callback):
         if pl_module.device.type == "cuda":
             peak = torch.cuda.max_memory_allocated(pl_module.device) - self._base_mem
             self.peak_gpu_mem_mib = max(0, peak) / 2**20
+        line = self.data_bound_line(trainer)
+        if line and trainer.is_global_zero:
+            log.warning(line)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last_end = time.perf_counter()  # the epoch's first batch is waited for too
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        now = time.perf_counter()
         if self._steps_seen >= self.warmup_steps:
+            if self._last_end is not None:
+                self.wait_seconds += now - self._last_end
+            self._host_start = now
             self._start = self._mark(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._steps_seen += 1
         if self._start is None:
+            self._last_end = time.perf_counter()
             return
         images = int(batch["image"].shape[0]) * max(1, trainer.world_size)
         self._pending.append((self._start, self._mark(pl_module), images))
         self._start = None
         if len(self._pending) >= self.sync_every:
             self._collect(pl_module)
+        self._last_end = time.perf_counter()
+        self.busy_seconds += self._last_end - self._host_start
+        self.host_images += images
 
     def on_validation_start(self, trainer, pl_module) -> None:
+        self._last_end = None  # validation is not time spent waiting for training data
         self._collect(pl_module)
 
     @staticmethod
@@ -124,6 +158,32 @@ class ThroughputMonitor(Callback):
     @property
     def images_per_second(self) -> float | None:
         return self.images / self.seconds if self.seconds > 0 else None
+
+    @property
+    def wall_images_per_second(self) -> float | None:
+        wall = self.wait_seconds + self.busy_seconds
+        return self.host_images / wall if wall > 0 and self.host_images else None
+
+    @property
+    def data_wait_share(self) -> float | None:
+        wall = self.wait_seconds + self.busy_seconds
+        return self.wait_seconds / wall if wall > 0 else None
+
+    def data_bound_line(self, trainer) -> str | None:
+        """One line when the steps waited for data ``data_bound_share`` of the time, else None."""
+        share = self.data_wait_share
+        if share is None or share < self.data_bound_share:
+            return None
+        dm = getattr(trainer, "datamodule", None)
+        workers = getattr(dm, "num_workers", getattr(trainer.train_dataloader, "num_workers", "?"))
+        where = dm.resolved_augment_on() if hasattr(dm, "resolved_augment_on") else "?"
+        return (
+            f"data-bound: training waited for data {share:.0%} of its time "
+            f"({self.wall_images_per_second:.1f} img/s wall clock vs "
+            f"{self.images_per_second or 0:.1f} img/s in the steps) with data.num_workers="
+            f"{workers} per process, {cpu_cores()} CPU cores, data.augment_on={where}: add "
+            "workers, use data.augment_on=device, or see docs/training.md#sizing-the-data-path"
+        )
 
     @property
     def steps(self) -> int:
@@ -211,8 +271,26 @@ class ProgressBar(RichProgressBar):
             return self._cached
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
+        items.update(rate_items(find_callback(trainer, ThroughputMonitor)))
         self._cached = items
         return items
+
+
+def rate_items(monitor: ThroughputMonitor | None) -> dict[str, str]:
+    """Progress-bar columns: wall-clock img/s (step-only img/s) and the data-wait share."""
+    if monitor is None or monitor.wall_images_per_second is None:
+        return {}
+    step = monitor.images_per_second  # as of the last sync: reading it never syncs
+    rate = f"{monitor.wall_images_per_second:.1f}" + (f" (steps {step:.1f})" if step else "")
+    return {"img/s": rate, "data wait": f"{monitor.data_wait_share:.0%}"}
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def find_callback(trainer: pl.Trainer, kind: type) -> Any | None:
