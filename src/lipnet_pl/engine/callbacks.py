@@ -1,7 +1,7 @@
 """Lightning callbacks of a training run (all listed in ``conf/callbacks/default.yaml``).
 
-* :class:`StepCheckpoint`: ``last-step.ckpt`` every N optimiser steps, so a run killed mid-epoch
-  resumes close to where it died.
+* :class:`StepCheckpoint`: ``last-step.ckpt`` every 10 minutes of training (or every N steps), so
+  a run killed mid-epoch resumes close to where it died.
 * :class:`ThroughputMonitor`: training images per second of the steps alone and of the wall
   clock, the share of time spent waiting for data, and a one-line warning when data-bound.
 * :class:`ValidationPanels`: image | ground truth | prediction figures of the first validation
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,55 @@ log = logging.getLogger(__name__)
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """``last-step.ckpt`` every ``every_n_train_steps`` optimiser steps (mid-epoch resume)."""
+    """``last-step.ckpt`` every ``train_time_interval_s`` seconds of training (mid-epoch resume).
+
+    By time, not steps: on a GPU 200 steps of LIP-Net take seconds, and every save makes all
+    ranks wait for rank 0's write; 10 minutes (the default) bounds the work lost to a kill at the
+    cost of one save per 10 minutes, whatever the step time. Lightning's ``train_time_interval``
+    decides on rank 0 and broadcasts the decision (a collective); here that check runs only
+    every ``check_every_n_steps`` steps, so the other steps stay free of it. ``last.ckpt`` at
+    every epoch end comes from the other ModelCheckpoint (``callbacks.model_checkpoint``).
+    ``every_n_train_steps=N`` saves every N steps instead (the time interval is then ignored).
+    """
 
     CHECKPOINT_NAME_LAST = "last-step"
 
-    def __init__(self, every_n_train_steps: int = 200, **kwargs: Any) -> None:
-        if every_n_train_steps < 1:
+    def __init__(
+        self,
+        train_time_interval_s: float | None = 600.0,
+        every_n_train_steps: int | None = None,
+        check_every_n_steps: int = 20,
+        **kwargs: Any,
+    ) -> None:
+        key = "callbacks.step_checkpoint"
+        if every_n_train_steps is not None:
+            if every_n_train_steps < 1:
+                raise ValueError(
+                    f"{key}.every_n_train_steps must be >= 1 (or null: by time), got "
+                    f"{every_n_train_steps}"
+                )
+            interval = None
+        elif train_time_interval_s is None or not float(train_time_interval_s) > 0:
             raise ValueError(
-                "callbacks.step_checkpoint.every_n_train_steps must be >= 1, got "
-                f"{every_n_train_steps}"
+                f"{key}.train_time_interval_s must be > 0 seconds (or set "
+                f"{key}.every_n_train_steps), got {train_time_interval_s}"
             )
+        else:
+            interval = timedelta(seconds=float(train_time_interval_s))
+        if check_every_n_steps < 1:
+            raise ValueError(f"{key}.check_every_n_steps must be >= 1, got {check_every_n_steps}")
+        self.check_every_n_steps = int(check_every_n_steps)
         kwargs.setdefault("save_top_k", 0)
         kwargs.setdefault("save_last", True)
-        super().__init__(every_n_train_steps=every_n_train_steps, **kwargs)
+        super().__init__(
+            every_n_train_steps=every_n_train_steps, train_time_interval=interval, **kwargs
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        by_time = self._train_time_interval is not None
+        if by_time and trainer.global_step % self.check_every_n_steps:
+            return  # the same step on every rank: no rank enters the broadcast alone
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """On SIGTERM Lightning stops at the end of a batch: save there, so the relaunched run
