@@ -13,7 +13,7 @@ loader worker spends most of its time on. Here a worker only
    10 floats: ``[flip, brightness, contrast, saturation, theta (2x3)]``.
 
 :class:`DeviceAugment` then runs on the whole batch where the model is: colour jitter and
-normalisation as one 3x3 matrix per image, and ONE ``F.affine_grid`` + ``F.grid_sample`` per
+normalisation as one 3x3 matrix per image, and ONE affine grid (``F.affine_grid``'s) + ``F.grid_sample`` per
 batch for scale, rotation, crop/pad and flip (bilinear for images, nearest for masks, normalised
 black / 255 outside), then the left/right label swap of the flipped masks by a lookup table.
 
@@ -84,6 +84,7 @@ class DeviceAugment:
         self.mean, self.std = jitter.mean.view(1, 3, 1, 1), jitter.std.view(1, 3, 1, 1)
         self.lo = (-self.mean / self.std).view(1, 3, 1, 1)  # normalised black = the pad
         self.hi = ((1 - self.mean) / self.std).view(1, 3, 1, 1)
+        self.bounds = list(zip(self.lo.flatten().tolist(), self.hi.flatten().tolist(), strict=True))
         self.gray = torch.tensor(GRAY_WEIGHTS)
         self.lut = train.flip.lut.to(torch.uint8)
         self.ignore_index = train.ignore_index
@@ -107,8 +108,20 @@ class DeviceAugment:
         mean_gray = x.mean(dim=(2, 3)) @ gray  # [B]
         offset = ((1 - c) * b * mean_gray).view(-1, 1) - mean.view(1, 3)
         offset = offset / std.view(1, 3)
-        y = torch.einsum("bij,bjhw->bihw", matrix, x) + offset.view(-1, 3, 1, 1)
-        return torch.maximum(torch.minimum(y, hi), lo)
+        y = torch.baddbmm(offset.view(-1, 3, 1), matrix, x.flatten(2)).view_as(x)
+        for ch, (low, high) in enumerate(self.bounds):
+            y[:, ch].clamp_(low, high)  # scalar bounds: ~3x faster than tensor bounds on CPU
+        return y
+
+    def grid(self, theta: torch.Tensor) -> torch.Tensor:
+        """``F.affine_grid(theta, size, align_corners=False)`` as two broadcast products: the
+        same grid, ~10x cheaper on CPU (affine_grid runs a batched matmul over a base grid)."""
+        ch, cw = self.size
+        xn = torch.arange(cw, device=theta.device, dtype=theta.dtype).mul_(2 / cw).sub_(1 - 1 / cw)
+        yn = torch.arange(ch, device=theta.device, dtype=theta.dtype).mul_(2 / ch).sub_(1 - 1 / ch)
+        cols = theta.transpose(1, 2)  # [B, 3, 2]: the x, y and constant columns
+        grid = xn.view(1, 1, cw, 1) * cols[:, None, None, 0] + cols[:, None, None, 2]
+        return grid + yn.view(1, ch, 1, 1) * cols[:, None, None, 1]
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         image, mask, aug = batch["image"], batch["mask"], batch["aug"].float()
@@ -120,9 +133,9 @@ class DeviceAugment:
         *_, lo, _, _, lut = self._constants(image.device)
         n = image.shape[0]
         theta = aug[:, 4:].view(n, 2, 3)
-        grid = F.affine_grid(theta, [n, 1, *self.size], align_corners=False)
-        x = self.colour(image, aug) - lo  # grid_sample pads with 0: shift so the pad is black
-        x = F.grid_sample(x, grid, mode="bilinear", align_corners=False) + lo
+        grid = self.grid(theta)
+        x = self.colour(image, aug).sub_(lo)  # grid_sample pads with 0: shift so the pad is black
+        x = F.grid_sample(x, grid, mode="bilinear", align_corners=False).add_(lo)
         m = mask.unsqueeze(1).float() - self.ignore_index  # pad 0 -> ignore_index
         m = F.grid_sample(m, grid, mode="nearest", align_corners=False)[:, 0]
         m = m.add_(self.ignore_index).round_().to(torch.uint8)
