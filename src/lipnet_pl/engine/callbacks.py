@@ -219,7 +219,8 @@ class ThroughputMonitor(Callback):
             f"({self.wall_images_per_second:.1f} img/s wall clock vs "
             f"{self.images_per_second or 0:.1f} img/s in the steps) with data.num_workers="
             f"{workers} per process, {cpu_cores()} CPU cores, data.augment_on={where}: add "
-            "workers, use data.augment_on=device, or see docs/training.md#sizing-the-data-path"
+            f"workers{', use data.augment_on=device' if where == 'workers' else ''} or see "
+            "docs/training.md#sizing-the-data-path"
         )
 
     @property
