@@ -333,4 +333,4 @@ def cpu_cores() -> int:
 
 def find_callback(trainer: pl.Trainer, kind: type) -> Any | None:
     """The first callback of ``kind`` on ``trainer`` (None if there is none)."""
-    return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
+    return next((cb for cb in getattr(trainer, "callbacks", ()) if isinstance(cb, kind)), None)
