@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import model_checkpoint as lightning_checkpoint
 
 from conftest import tiny_train_overrides
 from lipnet_pl.config import compose
+from lipnet_pl.engine.callbacks import StepCheckpoint
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.training.train import train
 
@@ -54,18 +55,27 @@ def weights(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("augment_on", ["workers", "device"])
 def test_resume_after_a_time_checkpoint_is_exact(
-    lip_root, tmp_path, one_minute_per_step, augment_on
+    lip_root, tmp_path, one_minute_per_step, monkeypatch, augment_on
 ):
-    run(lip_root, tmp_path / "reference", augment_on)
     mid = tmp_path / "mid.ckpt"
-    shutil.copy(tmp_path / "reference" / "checkpoints" / "last-step.ckpt", mid)
+    save_last = StepCheckpoint._save_last_checkpoint
+
+    def keep_the_mid_epoch_one(self, trainer, candidates):
+        save_last(self, trainer, candidates)
+        if trainer.global_step == 6:  # saved by time (the epoch ends are steps 4 and 8)
+            shutil.copy(self.last_model_path, mid)
+
+    monkeypatch.setattr(StepCheckpoint, "_save_last_checkpoint", keep_the_mid_epoch_one)
+    run(lip_root, tmp_path / "reference", augment_on)
     step, epoch, _ = weights(mid)
-    assert (step, epoch) == (6, 1)  # by time, in the middle of the second epoch
+    assert (step, epoch) == (6, 1)  # in the middle of the second epoch
 
     one_minute_per_step.now = 0.0
     run(lip_root, tmp_path / "resumed", augment_on, f"ckpt_path={mid}")
-    ref_step, _, ref = weights(tmp_path / "reference" / "checkpoints" / "last.ckpt")
-    got_step, _, got = weights(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    # last-step.ckpt: by time, StepCheckpoint also saves at every epoch end (Lightning's
+    # last.ckpt only when val/miou improves)
+    ref_step, _, ref = weights(tmp_path / "reference" / "checkpoints" / "last-step.ckpt")
+    got_step, _, got = weights(tmp_path / "resumed" / "checkpoints" / "last-step.ckpt")
     assert ref_step == got_step == EPOCHS * BATCHES
     assert ref.keys() == got.keys()
     for key, value in ref.items():

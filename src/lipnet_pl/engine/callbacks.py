@@ -38,9 +38,9 @@ class StepCheckpoint(ModelCheckpoint):
     ranks wait for rank 0's write; 10 minutes (the default) bounds the work lost to a kill at the
     cost of one save per 10 minutes, whatever the step time. Lightning's ``train_time_interval``
     decides on rank 0 and broadcasts the decision (a collective); here that check runs only
-    every ``check_every_n_steps`` steps, so the other steps stay free of it. ``last.ckpt`` at
-    every epoch end comes from the other ModelCheckpoint (``callbacks.model_checkpoint``).
-    ``every_n_train_steps=N`` saves every N steps instead (the time interval is then ignored).
+    every ``check_every_n_steps`` steps, so the other steps stay free of it; it also saves at
+    every epoch end. ``every_n_train_steps=N`` saves every N steps instead (the time interval,
+    and the epoch-end save, are then off).
     """
 
     CHECKPOINT_NAME_LAST = "last-step"
@@ -75,6 +75,16 @@ class StepCheckpoint(ModelCheckpoint):
         super().__init__(
             every_n_train_steps=every_n_train_steps, train_time_interval=interval, **kwargs
         )
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        """By time, also at every epoch end (after validation): Lightning's ``last.ckpt`` is
+        rewritten only in epochs whose val/miou enters the top k, so without this a run could
+        lose up to an interval of work at an epoch end."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._train_time_interval is not None and not self._should_skip_saving_checkpoint(
+            trainer
+        ):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         by_time = self._train_time_interval is not None
