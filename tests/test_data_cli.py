@@ -144,11 +144,20 @@ def test_bench_prints_the_contract_line(synthetic_lip_root, capsys):
     assert (
         exit_status(
             ["bench", str(synthetic_lip_root), "--crop", "64", "--samples", "4", "--runs", "2"]
+            + ["--device", "cpu"]
         )
         == 0
     )
     lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"train pipeline: \d+\.\d img/s per worker", lines[0])
+    rate = r"\d+\.\d img/s per worker"
+    assert re.match(rf"train pipeline, augment_on=workers: {rate} \(float32 out", lines[0])
+    assert re.match(rf"train pipeline, augment_on=device: {rate} \(decode \+ resize", lines[1])
+    assert re.search(r"; \d+\.\d\dx workers", lines[1])
+    assert re.fullmatch(
+        r"device-side augmentation \(cpu, batch 8\): \d+\.\d\d ms per image \(CPU time, 1 thread\)",
+        lines[2],
+    )
+    assert lines[3].startswith("jpeg decode (img/s per CPU-second, 1 thread): torchvision")
 
 
 def test_synthetic_cli_writes_the_requested_layout(tmp_path, capsys):

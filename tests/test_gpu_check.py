@@ -45,6 +45,13 @@ def test_cpu_smoke_twice_gives_two_reports_of_two_training_runs(tmp_path, monkey
     numbers = [training_numbers(first), training_numbers(second)]
     for n in numbers:  # 8 images, batch 2, 1 epoch: all 4 steps trained in each run
         assert n["steps_this_run"] == 4 and n["train_img_s"] > 0
+        for path in ("", "_workers"):  # augment_on=device and augment_on=workers
+            assert n[f"steps_this_run{path}"] == 4
+            assert 0 < n[f"wall_img_s{path}"] <= n[f"train_img_s{path}"]
+            assert 0 <= n[f"data_wait_share{path}"] < 1
+    for path in ("device", "workers"):
+        assert f"data.augment_on={path}: " in report
+    assert report.count(" img/s wall clock, ") == 2 and "data wait " in report
     assert numbers[0]["checkpoint"] != numbers[1]["checkpoint"]
     assert numbers[1]["checkpoint"].startswith(str(second))
 

@@ -2,7 +2,8 @@
 
 * ``prepare ZIP_DIR OUT``: the official zips -> the flat layout (:mod:`.prepare`).
 * ``check ROOT``: counts per split and every problem; exit 1 on errors (:mod:`.check`).
-* ``bench ROOT``: ``train pipeline: N img/s per worker`` (:mod:`.loader_bench`).
+* ``bench ROOT``: img/s per worker of both data paths (``augment_on=workers|device``),
+  the device side's ms per image and the JPEG decoders (:mod:`.loader_bench`).
 
 Usage errors and bad inputs print one line and exit 2, like every lipnet_pl command.
 """
@@ -30,19 +31,24 @@ def run(argv: list[str] | None = None) -> int:
     c.add_argument("root", type=Path)
     c.add_argument("--num-classes", type=int, default=NUM_LIP_CLASSES)
     c.add_argument("--max-list", type=int, default=20, help="problems listed per kind")
-    b = sub.add_parser("bench", help="train pipeline speed (img/s per worker)")
+    b = sub.add_parser("bench", help="train data path speed (img/s per worker, both paths)")
     b.add_argument("root", type=Path)
     b.add_argument("--workers", type=int, default=0)
     b.add_argument("--crop", type=int, default=473)
     b.add_argument("--samples", type=int, default=200, help="images per timed run")
     b.add_argument("--runs", type=int, default=5)
     b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument(
+        "--device",
+        default="auto",
+        help="where the device-side augmentation is timed (auto: cuda if any)",
+    )
     args = parser.parse_args(argv)
     if args.command == "prepare":
         return prepare(args.zip_dir, args.out, force=args.force)
     if args.command == "check":
         return check(args.root, num_classes=args.num_classes, max_list=args.max_list)
-    bench(args.root, args.workers, args.crop, args.samples, args.runs, args.batch_size)
+    bench(args.root, args.workers, args.crop, args.samples, args.runs, args.batch_size, args.device)
     return 0
 
 

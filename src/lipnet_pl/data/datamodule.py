@@ -2,7 +2,10 @@
 
 Batches (``batch_size`` is GLOBAL and divided by ``trainer.world_size``):
 
-* train: ``{"image": float [B,3,h,w] normalised, "mask": uint8 [B,h,w] (255 = ignore), "id": [str]}``
+* train: ``{"image": float [B,3,h,w] normalised, "mask": uint8 [B,h,w] (255 = ignore), "id": [str]}``;
+  with ``augment_on=device`` the loader yields ``{"image": uint8, "mask": uint8, "aug": float
+  [B,10], "id"}`` at ``crop_size`` and :attr:`LIPDataModule.device_augment` turns it into the
+  above on the device (the LightningModule calls it in ``on_after_batch_transfer``);
 * val: ``{"image": float [B,3,h,w] (stretched to crop_size), "mask": [uint8 [H_i,W_i]] at the
   ORIGINAL size, "orig_size": long [B,2], "id": [str]}``
 * test / predict (the unlabelled test split): like val without ``"mask"``.
@@ -32,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lipnet_pl.config import plain
 from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.data.dataset import BAD_LABELS, LIPDataset
+from lipnet_pl.data.device_augment import AUGMENT_ON, DeviceAugment, WorkerSide
 from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_split_message
 from lipnet_pl.data.sampling import EpochSampler, ResumableLoader
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
@@ -61,7 +65,10 @@ class LIPDataModule(L.LightningDataModule):
     """LIP-format data in the official, doubly nested or flat layout (see ``layout.py``).
 
     ``augment`` holds the :class:`~lipnet_pl.data.transforms.TrainTransform` settings (scale,
-    rotation, flip with left/right swap, colour jitter, fit).
+    rotation, flip with left/right swap, colour jitter, fit); ``augment_on`` says where they
+    run: ``workers`` (the loader workers, float32 out), ``device`` (workers decode and resize,
+    the batch is augmented where the model is: :mod:`~lipnet_pl.data.device_augment`) or
+    ``auto`` (device when the trainer's device is not the CPU).
 
     ``synthetic`` (keys ``train, val, test, seed, layout, min_size, max_size, ...``) makes
     ``prepare_data`` generate a synthetic LIP-format set at ``root`` when it is missing.
@@ -85,8 +92,13 @@ class LIPDataModule(L.LightningDataModule):
         synthetic: Mapping | None = None,
         seed: int = 0,
         bad_labels: str = "error",
+        augment_on: str = "auto",
     ):
         super().__init__()
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"data.augment_on={augment_on!r}: use one of {list(AUGMENT_ON)}")
+        self.augment_on = augment_on
+        self.device_augment: DeviceAugment | None = None
         if root is None or str(root).strip() == "":
             raise ValueError(f"data.root must name a LIP folder, got {root!r}; {README_HINT}")
         self.root = Path(str(root)).expanduser()
@@ -179,9 +191,11 @@ class LIPDataModule(L.LightningDataModule):
             "bad_labels": self.bad_labels,
         }
         if stage in (None, "fit"):
+            on_device = self.resolved_augment_on() == "device"
+            self.device_augment = DeviceAugment(self.train_transform) if on_device else None
             self.train_dataset = LIPDataset(
                 self._split(layout, "train"),
-                self.train_transform,
+                WorkerSide(self.train_transform) if on_device else self.train_transform,
                 skip_bad=self.skip_bad,
                 seed=self.seed,
                 **checked,
@@ -197,6 +211,13 @@ class LIPDataModule(L.LightningDataModule):
                 with_labels=False,
                 skip_bad=self.skip_bad,
             )
+
+    def resolved_augment_on(self) -> str:
+        """``workers`` or ``device``: ``auto`` is device when the trainer runs on an accelerator."""
+        if self.augment_on != "auto":
+            return self.augment_on
+        device = getattr(getattr(self.trainer, "strategy", None), "root_device", None)
+        return "device" if device is not None and device.type != "cpu" else "workers"
 
     def _split(self, layout: dict[str, SplitFiles], split: str) -> SplitFiles:
         if split not in layout or not layout[split].ids:

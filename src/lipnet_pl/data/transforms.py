@@ -98,8 +98,8 @@ class RandomScaleRotateCrop(v2.Transform):
         self._u = torch.arange(cw, dtype=torch.float32).add_(0.5).view(1, cw, 1)
         self._v = torch.arange(ch, dtype=torch.float32).add_(0.5).view(ch, 1, 1)
 
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = query_size(flat_inputs)
+    def draw(self, h: int, w: int) -> tuple[float, float, float, float]:
+        """Random ``(scale, offset_x, offset_y, angle)`` for an ``h`` x ``w`` input (global RNG)."""
         ch, cw = self.crop_size
         s = float(torch.empty(()).uniform_(*self.scale_range))
         sh, sw = (s * ch, s * cw) if self.fit == "stretch" else (s * h, s * w)
@@ -108,6 +108,15 @@ class RandomScaleRotateCrop(v2.Transform):
         angle = 0.0
         if self.rotation > 0 and float(torch.rand(())) < self.rotation_p:
             angle = float(torch.empty(()).uniform_(-self.rotation, self.rotation))
+        return s, ox, oy, angle
+
+    def matrix(self, h: int, w: int, drawn: Sequence[float]) -> list[list[float]]:
+        """2x3 map from output pixel (x, y) to the normalised input coordinate (align_corners
+        False, -1..1), which does not depend on the input's resolution: the same matrix warps
+        the decoded image or a resized copy of it (``augment_on=device``)."""
+        ch, cw = self.crop_size
+        s, ox, oy, angle = drawn
+        sh, sw = (s * ch, s * cw) if self.fit == "stretch" else (s * h, s * w)
         # output pixel p -> unrotated canvas q = R(-angle)(p - c) + c -> input x = (q - o) * size / scaled
         a = math.radians(angle)
         cos, sin = math.cos(a), math.sin(a)
@@ -118,8 +127,18 @@ class RandomScaleRotateCrop(v2.Transform):
         m10, m11 = -sin * ky * 2 / h, cos * ky * 2 / h
         m02 = (cx - cos * cx - sin * cy - ox) * kx * 2 / w - 1
         m12 = (cy + sin * cx - cos * cy - oy) * ky * 2 / h - 1
+        return [[m00, m01, m02], [m10, m11, m12]]
+
+    def grid(self, m: Sequence[Sequence[float]]) -> torch.Tensor:
+        """The sampling grid ``[1, ch, cw, 2]`` of :meth:`matrix` ``m`` at the output pixel centres."""
+        (m00, m01, m02), (m10, m11, m12) = m
         col_u, col_v, col_1 = torch.tensor([[m00, m10], [m01, m11], [m02, m12]])
-        grid = (self._u * col_u + (self._v * col_v + col_1)).unsqueeze(0)  # [1, ch, cw, (x, y)]
+        return (self._u * col_u + (self._v * col_v + col_1)).unsqueeze(0)  # [1, ch, cw, (x, y)]
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = query_size(flat_inputs)
+        s, ox, oy, angle = drawn = self.draw(h, w)
+        grid = self.grid(self.matrix(h, w, drawn))
         return {"grid": grid, "angle": angle, "scale": s, "offset": (ox, oy)}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -228,7 +247,13 @@ class JitterNormalize(v2.Transform):
 
 
 class TrainTransform:
-    """Joint train augmentation on a sample dict ``{"image", "mask", "id", ...}`` (see module doc)."""
+    """Joint train augmentation on a sample dict ``{"image", "mask", "id", ...}`` (see module doc).
+
+    :meth:`draw` makes every random choice of one sample (flip, jitter, scale/offset/angle) in
+    one fixed order from the global RNG; :meth:`apply` runs the steps with them. The device
+    path (:mod:`lipnet_pl.data.device_augment`) calls the same :meth:`draw` in its workers, so
+    both paths give a sample the same augmentation for the same seed.
+    """
 
     def __init__(
         self,
@@ -250,35 +275,48 @@ class TrainTransform:
         # Flip and colour work run on the decoded image (usually smaller than the crop), the warp
         # last: same result, fewer pixels. Warping the normalised image is exact (bilinear
         # sampling is linear) when the pad is normalised black, -mean/std ("image 0").
-        jitter = JitterNormalize(brightness, contrast, saturation, mean, std)
-        black = [
-            -m / s
-            for m, s in zip(
-                jitter.mean.flatten().tolist(), jitter.std.flatten().tolist(), strict=True
-            )
-        ]
-        steps: list[v2.Transform] = []
-        if flip_p > 0:
-            steps.append(RandomHorizontalFlipSwap(flip_permutation, p=float(flip_p)))
-        steps.append(jitter)
-        steps.append(
-            RandomScaleRotateCrop(
-                crop_size,
-                tuple(float(s) for s in scale_range),
-                float(rotation),
-                float(rotation_p),
-                fit,
-                ignore_index,
-                image_fill=black,
-            )
+        self.jitter = JitterNormalize(brightness, contrast, saturation, mean, std)
+        black = (-self.jitter.mean / self.jitter.std).flatten().tolist()
+        if not 0 <= float(flip_p) <= 1:
+            raise ValueError(f"flip_p must be in [0, 1], got {flip_p}")
+        self.flip_p = float(flip_p)
+        self.flip = RandomHorizontalFlipSwap(flip_permutation, p=self.flip_p)
+        self.crop = RandomScaleRotateCrop(
+            crop_size,
+            tuple(float(s) for s in scale_range),
+            float(rotation),
+            float(rotation_p),
+            fit,
+            ignore_index,
+            image_fill=black,
         )
-        self.pipeline = v2.Compose(steps)
+        self.crop_size = self.crop.crop_size
+        self.ignore_index = int(ignore_index)
+
+    def draw(self, h: int, w: int) -> dict[str, Any]:
+        """The random choices for an ``h`` x ``w`` sample, drawn in the order of the steps."""
+        # torch.rand(1) >= p means no flip: v2.RandomHorizontalFlip's own test and RNG use
+        flip = self.flip_p > 0 and not bool(torch.rand(1) >= self.flip_p)
+        jitter = self.jitter.make_params([])
+        return {"flip": flip, "jitter": jitter, "crop": self.crop.draw(h, w)}
+
+    def apply(self, image: torch.Tensor, mask: torch.Tensor, params: dict[str, Any]):
+        """uint8 image ``[3,H,W]`` and mask ``[H,W]`` -> normalised float crop and uint8 mask."""
+        image, mask = tv_tensors.Image(image), tv_tensors.Mask(mask)
+        if params["flip"]:
+            image = self.flip.transform(image, {})
+            mask = self.flip.transform(mask, {})
+        image = self.jitter.transform(image, params["jitter"])
+        h, w = image.shape[-2:]
+        grid = {"grid": self.crop.grid(self.crop.matrix(h, w, params["crop"]))}
+        return self.crop.transform(image, grid), self.crop.transform(mask, grid)
 
     def __call__(self, sample: dict) -> dict:
-        out = self.pipeline({"image": sample["image"], "mask": sample["mask"]})
+        image, mask = sample["image"], sample["mask"]
+        image, mask = self.apply(image, mask, self.draw(*image.shape[-2:]))
         return {
-            "image": out["image"].as_subclass(torch.Tensor),
-            "mask": out["mask"].as_subclass(torch.Tensor),
+            "image": image.as_subclass(torch.Tensor),
+            "mask": mask.as_subclass(torch.Tensor),
             "id": sample["id"],
         }
 

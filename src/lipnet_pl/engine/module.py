@@ -143,7 +143,18 @@ class SegmentationModule(pl.LightningModule):
 
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
         """Masks cross host->device as uint8 (1/8 of int64's bytes) and become int64 here;
-        images switch to channels_last when the network is."""
+        images switch to channels_last when the network is. A batch of ``data.augment_on=device``
+        workers (it carries ``"aug"``) is augmented here first, by the data module's
+        ``device_augment`` (Lightning calls only one of the two modules' hooks)."""
+        if "aug" in batch:
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+            augment = getattr(datamodule, "device_augment", None)
+            if augment is None:
+                raise RuntimeError(
+                    "a batch of data.augment_on=device workers but no data module with a "
+                    "device_augment: train with LIPDataModule (or drop the 'aug' key)"
+                )
+            batch = augment(batch)
         if isinstance(batch.get("mask"), Tensor):
             batch["mask"] = batch["mask"].long()
         if self.hparams["channels_last"] and isinstance(batch.get("image"), Tensor):

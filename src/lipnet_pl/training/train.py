@@ -23,7 +23,7 @@ from lipnet_pl.engine.builders import (
     build_trainer,
     instantiate_group,
 )
-from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, find_callback
+from lipnet_pl.engine.callbacks import StepCheckpoint, ThroughputMonitor, cpu_cores, find_callback
 from lipnet_pl.engine.guard import NonFiniteGuard
 from lipnet_pl.engine.requeue import SlurmRequeue, restart_count
 from lipnet_pl.errors import Terminated, UserError
@@ -119,7 +119,9 @@ def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
 
 
 def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, Any]:
-    """Per-job facts for the sweep table: dilations, size, cost, best mIoU, speed."""
+    """Per-job facts for the sweep table: dilations, size, cost, best mIoU, speed (of the steps
+    alone, ``train_images_per_s``, and of the wall clock, with the share spent waiting for data)."""
+    dm = trainer.datamodule
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     best_cb = next(
@@ -140,6 +142,13 @@ def run_summary(cfg: DictConfig, trainer, module, wall_s: float) -> dict[str, An
         "best_epoch": best.get("epoch"),
         "last_val": {k: v for k, v in (module.last_val_results or {}).items() if k != "confmat"},
         "train_images_per_s": None if throughput is None else throughput.images_per_second,
+        "train_images_per_s_wall": None
+        if throughput is None
+        else throughput.wall_images_per_second,
+        "data_wait_share": None if throughput is None else throughput.data_wait_share,
+        "augment_on": dm.resolved_augment_on() if hasattr(dm, "resolved_augment_on") else None,
+        "num_workers": getattr(dm, "num_workers", None),
+        "cpu_cores": cpu_cores(),
         "peak_gpu_mem_mib": None if throughput is None else throughput.peak_gpu_mem_mib,
         "steps_this_run": None if throughput is None else throughput.steps,
         "global_step": int(trainer.global_step),

@@ -6,8 +6,9 @@
 Each run writes into a new folder ``<out>/<date_time>/`` (never resumed, never reusing an
 earlier run's results). The **quick** profile (default; at most ~8 minutes on one H100/H200):
 the bench of LIP-Net and lipnet_rt at batch 1 and 64 in the ``auto`` precision (bf16, or fp16 on
-GPUs without bf16 in hardware) with compile + CUDA graphs and ONNX Runtime fp32; one training
-measurement; eval and predict (images and a video) on the GPU; ONNX export and parity. The
+GPUs without bf16 in hardware) with compile + CUDA graphs and ONNX Runtime fp32; two training
+runs (``data.augment_on=device`` and ``workers``: wall-clock and step-only img/s, data-wait
+share); eval and predict (images and a video) on the GPU; ONNX export and parity. The
 **full** profile adds every bench model in fp32/auto/fp16 with int8 rows and training steps, the
 compiled training run, DDP over all GPUs when there are two or more, and a profiler table.
 

@@ -111,7 +111,9 @@ def synthetic_root(s: Settings) -> Path:
     return root
 
 
-def train_overrides(s: Settings, out: Path, compiled: bool, trainer: str) -> list[str]:
+def train_overrides(
+    s: Settings, out: Path, compiled: bool, trainer: str, augment_on: str = "device"
+) -> list[str]:
     """``conf/train.yaml`` for a gpu-check training run into ``out`` (never resumed)."""
     return [
         "experiment=demo",
@@ -120,6 +122,7 @@ def train_overrides(s: Settings, out: Path, compiled: bool, trainer: str) -> lis
         f"data.crop_size=[{s.size},{s.size}]",
         f"data.batch_size={s.train_batch}",
         f"data.num_workers={s.workers}",
+        f"data.augment_on={augment_on}",
         f"trainer={trainer}",
         f"trainer.max_epochs={s.epochs}",
         f"module.compile={str(compiled).lower()}",
@@ -131,23 +134,46 @@ def train_overrides(s: Settings, out: Path, compiled: bool, trainer: str) -> lis
 
 
 def train(s: Settings, step: Step, compiled: bool) -> None:
-    out = s.out / ("train_compiled" if compiled else "train")
+    """The training run (``augment_on=device``); uncompiled, also one with ``augment_on=workers``
+    so the report shows what moving the augmentation to the GPU buys in wall-clock img/s."""
     trainer = "gpu" if s.device == "cuda" else "cpu"  # gpu: precision auto
-    summary = fit(compose("train", train_overrides(s, out, compiled, trainer)))
-    step.numbers = {
-        "train_img_s": summary["train_images_per_s"],
-        "steps_this_run": summary["steps_this_run"],
-        "peak_mem_mib": summary.get("peak_gpu_mem_mib"),
-        "val_miou": summary["best_val_miou"],
-        "checkpoint": summary["last_ckpt"],
-    }
-    step.lines.append(
-        f"{'compiled' if compiled else 'eager'}, {auto_dtype(s.device)}: "
-        f"{summary['train_images_per_s']:.1f} train img/s over the training steps after 3 "
-        f"warm-up steps ({summary['steps_this_run']} steps run), peak "
-        f"{summary.get('peak_gpu_mem_mib')} MiB over the memory in use at the start, val mIoU "
-        f"{summary['best_val_miou']:.3f}"
-    )
+    paths = ("device",) if compiled else ("device", "workers")
+    for path in paths:
+        out = s.out / (
+            ("train_compiled" if compiled else "train") + ("" if path == "device" else "_workers")
+        )
+        summary = fit(compose("train", train_overrides(s, out, compiled, trainer, path)))
+        suffix = "" if path == "device" else f"_{path}"
+        step.numbers.update(
+            {
+                f"train_img_s{suffix}": summary["train_images_per_s"],
+                f"wall_img_s{suffix}": summary["train_images_per_s_wall"],
+                f"data_wait_share{suffix}": summary["data_wait_share"],
+                f"steps_this_run{suffix}": summary["steps_this_run"],
+            }
+        )
+        step.lines.append(
+            f"{'compiled' if compiled else 'eager'}, {auto_dtype(s.device)}, "
+            f"data.augment_on={path}: {_num(summary['train_images_per_s_wall'])} img/s wall "
+            f"clock, {_num(summary['train_images_per_s'])} img/s in the training steps, data "
+            f"wait {_num(summary['data_wait_share'], '.0%')} ({s.workers} loader workers, "
+            f"{summary['cpu_cores']} CPU cores); {summary['steps_this_run']} steps run, the "
+            "first 3 not timed"
+        )
+        if path == "device":
+            step.numbers.update(
+                peak_mem_mib=summary.get("peak_gpu_mem_mib"),
+                val_miou=summary["best_val_miou"],
+                checkpoint=summary["last_ckpt"],
+            )
+            step.lines.append(
+                f"peak {summary.get('peak_gpu_mem_mib')} MiB over the memory in use at the "
+                f"start, val mIoU {summary['best_val_miou']:.3f}"
+            )
+
+
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if value is None else format(value, fmt)
 
 
 def eval_predict(s: Settings, step: Step, ckpt: str) -> None:
