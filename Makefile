@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-slurm test-min lint format demo bench gpu-check clean
+.PHONY: help install test test-quick test-e2e test-slurm test-min lint format demo bench gpu-check clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ install: $(STAMP) ## Create .venv and install the package (editable) with the de
 
 test: $(STAMP) ## Run the test suite (slow tests included; GPU tests skip without CUDA)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: $(STAMP) ## Unit tests only: no subprocess, no sleeps, no slow tests (~1 min)
+	$(PY) -m pytest tests --ignore=tests/e2e -m "not slow" $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) ## Only the end-to-end tests (tests/e2e/: real commands, SLURM, signals, DDP, sweeps, streams)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-slurm: $(STAMP) ## Only the real-SLURM sweep test (part of `test`; starts a local SLURM as root; ~2-3 min)
 	$(PY) -m pytest -m slurm $(PYTEST_ARGS)
