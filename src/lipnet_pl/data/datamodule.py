@@ -36,6 +36,7 @@ from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_
 from lipnet_pl.data.sampling import EpochSampler, ResumableLoader
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
+from lipnet_pl.data.workers import WorkerInit
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,7 @@ class LIPDataModule(L.LightningDataModule):
             drop_last=train and len(sampler or dataset) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=WorkerInit(rank) if self.num_workers > 0 else None,
             pin_memory=self._pin(),
             collate_fn=None if train else collate_eval,
         )
