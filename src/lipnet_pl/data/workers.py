@@ -31,9 +31,10 @@ def _obey_parent_only(parent: int) -> None:
     while True:
         info = signal.sigwaitinfo({signal.SIGTERM})
         if info.si_pid == parent or os.getppid() != parent:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            # the disposition is SIG_DFL (set in the main thread): unblocked here, the signal
+            # ends the process as it would have without this thread
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-            os.kill(os.getpid(), signal.SIGTERM)  # delivered to this thread: the default action
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
             return
 
 
