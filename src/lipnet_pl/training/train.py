@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lipnet_pl.core.loader import HINT, read_checkpoint
 from lipnet_pl.engine.builders import (
@@ -43,9 +43,12 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
     """True when the trainer config asks for more than one process."""
     strategy = str(trainer_cfg.get("strategy", "auto"))
     devices = trainer_cfg.get("devices", 1)
-    many_devices = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
-        not isinstance(devices, int) and str(devices) not in ("1", "auto", "[0]")
-    )
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        many_devices = len(devices) > 1  # [3]: one device, GPU 3 (hydra/launcher=local's slot)
+    else:
+        many_devices = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+            not isinstance(devices, int) and str(devices).strip() not in ("1", "auto")
+        )
     return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
 
 
