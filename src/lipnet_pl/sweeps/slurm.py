@@ -18,6 +18,7 @@ reruns its sweep job, which resumes from its own folder's checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -73,15 +74,30 @@ def _without_inherited_slurm_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
+UNKNOWN = "UNKNOWN"  # squeue failed (a busy controller): not a reason to call the job ended
+
+
 def slurm_state(job_id: str) -> str | None:
-    """The job's state from ``squeue`` (None once SLURM has forgotten it)."""
-    out = subprocess.run(
-        ["squeue", "-h", "--states=all", "-o", "%T", "-j", job_id], capture_output=True, text=True
-    )
-    return out.stdout.strip().split("\n")[0] or None if out.returncode == 0 else None
+    """The job's state from ``squeue``; None once SLURM has forgotten it, :data:`UNKNOWN` when
+    ``squeue`` itself failed (timed out, controller busy or restarting)."""
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "--states=all", "-o", "%T", "-j", job_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return UNKNOWN
+    if out.returncode == 0:
+        return out.stdout.strip().split("\n")[0] or None
+    return None if "invalid job id" in out.stderr.lower() else UNKNOWN
 
 
 POLL_S = 2.0
+# how long a job that ended COMPLETED (or that SLURM forgot) may take to show its result file:
+# on a network filesystem another node's new file can stay invisible for a while
+RESULT_GRACE_S = 180.0
 
 
 def _executor(launcher, size: dict[str, Any]):
@@ -124,10 +140,11 @@ def launch(
 
 
 def _wait(job, job_dir: Path, overrides: list[str]) -> JobReturn:
-    """Rank 0's JobReturn once it exists; a job that ended without one is a failed row."""
+    """Rank 0's JobReturn once it exists; a job that ended without one is a failed row (unless
+    it recorded itself finished: then its run summary is the result)."""
     from submitit.core.utils import pickle_load
 
-    ended_polls = 0
+    ended_since: float | None = None
     while True:
         if job.paths.result_pickle.exists():
             outcome, value = pickle_load(job.paths.result_pickle)
@@ -135,15 +152,31 @@ def _wait(job, job_dir: Path, overrides: list[str]) -> JobReturn:
                 return value
             return _failed(job_dir, overrides, str(value).strip().split("\n")[-1])
         state = slurm_state(job.job_id)
-        ended_polls = ended_polls + 1 if state is None or state in ENDED else 0
-        if ended_polls >= 3:  # not a requeue in passing: it stayed ended
-            reason = f"SLURM job {job.job_id} ended {state or ''} without a result"
-            return _failed(job_dir, overrides, f"{reason} (see {job.paths.stderr})")
+        if state is None or state in ENDED:
+            ended_since = ended_since or time.monotonic()
+            # FAILED, CANCELLED...: 3 polls (not a requeue in passing); COMPLETED or forgotten:
+            # the result file may still be on its way
+            grace = RESULT_GRACE_S if state in (None, "COMPLETED") else 2.5 * POLL_S
+            if time.monotonic() - ended_since >= grace:
+                return _ended_without_result(job, job_dir, overrides, state)
+        elif state != UNKNOWN:
+            ended_since = None
         time.sleep(POLL_S)
 
 
+def _ended_without_result(job, job_dir: Path, overrides: list[str], state) -> JobReturn:
+    summary = job_dir / "run_summary.json"
+    if read_status(job_dir).get("status") == "finished" and summary.is_file():
+        ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED)
+        ret.return_value = json.loads(summary.read_text())
+        return ret
+    reason = f"SLURM job {job.job_id} ended {state or ''} without a result"
+    return _failed(job_dir, overrides, f"{reason} (see {job.paths.stderr})")
+
+
 def _failed(job_dir: Path, overrides: list[str], reason: str) -> JobReturn:
-    if read_status(job_dir).get("status") != "failed":
+    """A failed row; a status the job wrote itself (its own failure, or "finished") is kept."""
+    if read_status(job_dir).get("status") not in ("failed", "finished"):
         write_status(job_dir, status="failed", reason=reason, overrides=overrides)
     ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED)
     ret.return_value = {}
