@@ -77,3 +77,19 @@ def test_a_job_that_failed_without_a_result_is_a_failed_row(tmp_path, monkeypatc
     status = read_status(job_dir)
     assert status["status"] == "failed"
     assert "ended OUT_OF_MEMORY without a result" in status["reason"]
+
+
+def test_slurm_jobs_get_a_cpu_per_loader_worker_and_memory_per_gpu():
+    from lipnet_pl.config import compose
+
+    cfg = compose(
+        "train", ["trainer=ddp", "trainer.devices=4", "data.num_workers=6", "paths.output_dir=/x"]
+    )
+    size = slurm.job_size(cfg.trainer)
+    params = {"cpus_per_task": None, "mem_gb": None}
+    assert slurm.default_resources(cfg, params, size) == {"cpus_per_task": 7, "mem_gb": 128}
+    assert slurm.default_resources(cfg, {"cpus_per_task": 2, "mem_gb": 64}, size) == {}
+    cpu = compose("train", ["trainer=ddp_sim", "data.num_workers=2", "paths.output_dir=/x"])
+    assert slurm.default_resources(cpu, params, slurm.job_size(cpu.trainer)) == {
+        "cpus_per_task": 3
+    }

@@ -62,6 +62,21 @@ def job_size(trainer_cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+MEM_GB_PER_GPU = 32  # host memory a GPU rank gets when hydra.launcher.mem_gb is null
+
+
+def default_resources(job_cfg: DictConfig, params: Any, size: dict[str, Any]) -> dict[str, Any]:
+    """``cpus_per_task`` and ``mem_gb`` when the launcher leaves them null: one CPU per loader
+    worker plus the training process (SLURM's default is 1 CPU for every worker), and
+    :data:`MEM_GB_PER_GPU` per GPU of the node (CPU jobs keep SLURM's default memory)."""
+    extra: dict[str, Any] = {}
+    if params.get("cpus_per_task") is None:
+        extra["cpus_per_task"] = int(job_cfg.data.get("num_workers", 0) or 0) + 1
+    if params.get("mem_gb") is None and size.get("gpus_per_node"):
+        extra["mem_gb"] = MEM_GB_PER_GPU * int(size["gpus_per_node"])
+    return extra
+
+
 @contextmanager
 def _without_inherited_slurm_env() -> Iterator[None]:
     saved = {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
@@ -130,6 +145,7 @@ def launch(
             launcher.config, list(overrides)
         )
         size = job_size(job_cfg.trainer)
+        size.update(default_resources(job_cfg, launcher.params, size))
         job_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
         args = (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}")
         with _without_inherited_slurm_env():
