@@ -58,3 +58,16 @@ def test_device_slots_on_a_filesystem_without_flock_are_one_line(tmp_path, monke
     with pytest.raises(UserError, match=r"\.devices: cannot lock .*hydra\.sweep\.dir"):
         with devices.device_slot(tmp_path / ".devices", 2):
             pass
+
+
+def test_only_rank_zero_of_an_srun_writes_the_hydra_files_and_the_log():
+    from lipnet_pl.cli import srun_rank_overrides
+
+    srun = {"SLURM_PROCID": "1", "SLURM_NTASKS": "2"}
+    assert srun_rank_overrides(["trainer=ddp"], srun) == [
+        "hydra.output_subdir=null",
+        "hydra/job_logging=stdout",
+    ]
+    assert srun_rank_overrides(["trainer=ddp"], {**srun, "SLURM_PROCID": "0"}) == []
+    assert srun_rank_overrides(["-m", "seed=0,1"], srun) == []  # a sweep's jobs: their own dirs
+    assert srun_rank_overrides([], {}) == []

@@ -114,6 +114,9 @@ def test_sbatch_recipe_with_loader_workers_survives_a_signal(slurm, tmp_path, li
     finally:
         subprocess.run(["scancel", job_id], capture_output=True)
 
+    # rank 0 alone writes the run's .hydra/ and train.log (one line per start: 2 starts)
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "train.log").read_text().count("model lipnet:") == 2
     log = (tmp_path / f"lipnet-{job_id}.out").read_text()
     assert "Traceback" not in log, log[-4000:]
     assert "killed by signal" not in log, log[-4000:]
