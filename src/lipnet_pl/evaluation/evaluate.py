@@ -12,11 +12,12 @@ panels under ``figures/`` and, with ``save_predictions=true``, label PNGs under
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.core.backends import select_backend
@@ -57,7 +58,15 @@ def eval_device(cfg: DictConfig) -> str:
     ONNX session runs where Lightning puts the batches."""
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "cuda" if gpu else "cpu"
+    if not gpu:
+        return "cpu"
+    # this process's GPU: its local rank under DDP (Lightning's LOCAL_RANK, srun's SLURM_LOCALID),
+    # mapped through an explicit device list (trainer.devices=[2] is GPU 2)
+    local = int(os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID") or 0)
+    devices = cfg.trainer.get("devices")
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return f"cuda:{int(devices[local % len(devices)])}"
+    return f"cuda:{local}"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
