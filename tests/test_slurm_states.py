@@ -90,6 +90,4 @@ def test_slurm_jobs_get_a_cpu_per_loader_worker_and_memory_per_gpu():
     assert slurm.default_resources(cfg, params, size) == {"cpus_per_task": 7, "mem_gb": 128}
     assert slurm.default_resources(cfg, {"cpus_per_task": 2, "mem_gb": 64}, size) == {}
     cpu = compose("train", ["trainer=ddp_sim", "data.num_workers=2", "paths.output_dir=/x"])
-    assert slurm.default_resources(cpu, params, slurm.job_size(cpu.trainer)) == {
-        "cpus_per_task": 3
-    }
+    assert slurm.default_resources(cpu, params, slurm.job_size(cpu.trainer)) == {"cpus_per_task": 3}

@@ -86,7 +86,9 @@ def newest_checkpoint(run_dir: Path) -> Path | None:
 
 def _resume_rank(path: Path) -> tuple[int, int, int, int]:
     try:  # mmap: the tensors are not read
-        step = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        step = int(
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+        )
     except Exception:  # torch raises many types for a truncated or foreign file
         step = -1
     kind = 2 if path.name.startswith("last") and "step" not in path.name else 0
