@@ -32,7 +32,7 @@ install: $(STAMP) ## Create .venv and install the package (editable) with the de
 test: $(STAMP) ## Run the test suite (slow tests included; GPU tests skip without CUDA)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-slurm: $(STAMP) ## Only the real-SLURM tests: the sweep and the sbatch recipe (part of `test`; starts a local SLURM as root; ~5 min)
+test-slurm: $(STAMP) ## Only the real-SLURM tests: the sweep and the sbatch recipe (part of `test`; starts a local SLURM as root; ~2-4 min)
 	$(PY) -m pytest -m slurm $(PYTEST_ARGS)
 
 $(STAMP_MIN): pyproject.toml
