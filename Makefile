@@ -38,7 +38,7 @@ test-quick: $(STAMP) ## Unit tests only: no subprocess, no sleeps, no slow tests
 test-e2e: $(STAMP) ## Only the end-to-end tests (tests/e2e/: real commands, SLURM, signals, DDP, sweeps, streams)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-slurm: $(STAMP) ## Only the real-SLURM sweep test (part of `test`; starts a local SLURM as root; ~2-3 min)
+test-slurm: $(STAMP) ## Only the real-SLURM tests: the sweep and the sbatch recipe (part of `test`; starts a local SLURM as root; ~2-4 min)
 	$(PY) -m pytest -m slurm $(PYTEST_ARGS)
 
 $(STAMP_MIN): pyproject.toml

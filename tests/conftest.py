@@ -16,7 +16,6 @@ from lipnet_pl.config import compose
 from lipnet_pl.data.synthetic import generate
 from tiny import TINY_NET, TINY_NET_CONFIG
 
-
 E2E = Path(__file__).parent / "e2e"
 
 

@@ -354,3 +354,31 @@ def test_cli_unknown_name_fails_with_a_message(capsys):
         cli_main(["not_a_model"])
     err = capsys.readouterr().err
     assert "not_a_model" in err and "lipnet" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- DDP without unused search
+
+ALL_YAMLS = sorted(p.stem for p in MODEL_CONF.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("yaml_name", ALL_YAMLS)
+def test_one_backward_gives_every_parameter_a_gradient(yaml_name):
+    """trainer=ddp runs with find_unused_parameters=False: a parameter without a gradient fails
+    the first backward (smp's PSPNet kept ResNet stages its depth 3 never uses)."""
+    torch.manual_seed(0)
+    net = build_model(**_net_config(yaml_name)).train()
+    net(torch.randn(2, 3, 64, 64)).float().mean().backward()
+    params = dict(net.named_parameters())
+    assert all(p.requires_grad for p in params.values())
+    assert [name for name, p in params.items() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "mobilenet_v2"])
+def test_a_shallow_encoder_depth_drops_or_freezes_the_stages_it_never_uses(encoder):
+    net = build_model("pspnet", encoder_name=encoder).train()
+    assert not hasattr(net.model.encoder, "layer4") or isinstance(
+        net.model.encoder.layer4, nn.Identity
+    )
+    net(torch.randn(2, 3, 64, 64)).mean().backward()
+    trained = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trained and all(dict(net.named_parameters())[n].grad is not None for n in trained)

@@ -147,3 +147,17 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
         "| finished | - | job=2 |"
     )
     assert write_summary(tmp_path / "empty") is None
+
+
+@pytest.mark.parametrize("slot", [0, 1, 3])
+def test_a_local_launcher_job_pinned_to_any_gpu_is_a_single_device_run(slot):
+    """hydra/launcher=local gives each job trainer.devices=[slot]: one device, not DDP."""
+    from lipnet_pl.sweeps.devices import pin
+    from lipnet_pl.training.train import is_distributed
+
+    cfg = compose("train", ["trainer=gpu", "paths.output_dir=/tmp/unused"])
+    assert pin(cfg, slot, 4) == f"cuda:{slot}"
+    assert list(cfg.trainer.devices) == [slot]
+    assert not is_distributed(cfg.trainer)
+    cfg.trainer.devices = [0, slot + 1]
+    assert is_distributed(cfg.trainer)

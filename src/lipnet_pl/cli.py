@@ -209,6 +209,7 @@ def hydra_command(
         # exceptions through so the contract above decides (a user's setting is respected).
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
+        sys.argv.extend(srun_rank_overrides(sys.argv[1:], os.environ))
         started: list[bool] = []
 
         @hydra.main(version_base="1.3", config_path=config_dir(), config_name=config_name)
@@ -232,6 +233,16 @@ def hydra_command(
 
     main.__doc__ = f"Hydra command over conf/{config_name}.yaml calling {task.__qualname__}."
     return main
+
+
+def srun_rank_overrides(args: list[str], environ: Any) -> list[str]:
+    """Hydra overrides for a rank other than 0 of a single run that ``srun`` started N times:
+    no ``.hydra/`` config copy and no ``train.log`` of its own (rank 0 writes them; every rank
+    appending to one log interleaves it). Its log lines still reach the console (srun's log)."""
+    rank, tasks = (int(environ.get(k) or 0) for k in ("SLURM_PROCID", "SLURM_NTASKS"))
+    if rank == 0 or tasks < 2 or {"-m", "--multirun"} & set(args):
+        return []
+    return ["hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
 def _run_dir_message(err: OSError) -> str:

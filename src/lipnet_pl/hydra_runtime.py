@@ -73,6 +73,12 @@ def global_rank() -> int:
     return int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
 
 
+def local_rank() -> int:
+    """This process's rank on its node: Lightning's/torchrun's ``LOCAL_RANK``, else srun's
+    ``SLURM_LOCALID``, else 0."""
+    return int(os.environ.get("LOCAL_RANK") or os.environ.get("SLURM_LOCALID") or 0)
+
+
 def is_rank_zero() -> bool:
     return global_rank() == 0
 

@@ -259,12 +259,21 @@ class OnnxRuntimeNet(nn.Module):
         shape = self._output_shape(x)
         if shape is None:  # an output dim not tied to the input: ORT allocates it
             binding.bind_output(self.output_name, *where)
-            self.session.run_with_iobinding(binding)
+            self._run_bound(binding)
             return torch.from_numpy(binding.copy_outputs_to_cpu()[0]).to(self.device)
         out = torch.empty(shape, dtype=torch.float32, device=self.device)
         binding.bind_output(self.output_name, *where, np.float32, shape, out.data_ptr())
-        self.session.run_with_iobinding(binding)
+        self._run_bound(binding)
         return out
+
+    def _run_bound(self, binding) -> None:
+        """On CUDA torch wrote the input on its stream and ORT runs on its own: wait for torch's
+        writes before the run, and for ORT's outputs before torch reads them."""
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
+        self.session.run_with_iobinding(binding)
+        if self.device.type == "cuda":
+            binding.synchronize_outputs()
 
     def _output_shape(self, x: torch.Tensor) -> tuple[int, ...] | None:
         """The logits' shape for input ``x``: static dims, and free dims named like an input

@@ -22,8 +22,10 @@ same batches as the uninterrupted run. Under DDP the module shards train and val
 
 from __future__ import annotations
 
+import fcntl
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,23 @@ from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_
 from lipnet_pl.data.sampling import EpochSampler, ResumableLoader
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
+from lipnet_pl.data.workers import WorkerInit
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_file`` (waiting for it): every rank of an ``srun``
+    (and every job of a sweep) calls ``prepare_data``, one at a time, so the first generates and
+    the others find the data current. A filesystem without locks runs the block unlocked."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:  # ENOSYS / EOPNOTSUPP / ENOLCK (some network filesystems)
+            log.warning("cannot lock %s (%s): preparing the data unlocked", lock_file, err)
+        yield
 
 
 def resolve_classes(num_classes: int | None, classes: Mapping | None) -> ClassInfo:
@@ -160,6 +177,10 @@ class LIPDataModule(L.LightningDataModule):
         """
         if not self.synthetic:
             return
+        with exclusive(self.root.parent / f".{self.root.name}.lock"):  # srun: N ranks at once
+            self._prepare_synthetic()
+
+    def _prepare_synthetic(self) -> None:
         if self.root.is_dir() and any(self.root.iterdir()):
             current = is_current(self.root, **self.synthetic)
             if current is None or current:
@@ -269,6 +290,7 @@ class LIPDataModule(L.LightningDataModule):
             drop_last=train and len(sampler or dataset) > batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=WorkerInit(rank) if self.num_workers > 0 else None,
             pin_memory=self._pin(),
             collate_fn=None if train else collate_eval,
         )

@@ -7,8 +7,9 @@ a closed connection. Here, under SLURM:
 
 * SIGUSR1 / SIGUSR2 (``#SBATCH --signal=USR1@120``, submitit's ``USR2@signal_delay_s``, a
   preemption warning) and SIGTERM (``scontrol requeue``, preemption, ``scancel``) only set a flag;
-* every ``check_every_n_steps`` optimiser steps rank 0's flag is broadcast (one int), so every
-  rank stops after the SAME step; all ranks save ``hpc_ckpt_<n>.ckpt`` in the run dir, exactly as
+* every ``check_every_n_steps`` optimiser steps the ranks agree on the largest flag (one int,
+  all-reduce max: a signal that reached one node only counts), so every rank stops after the
+  SAME step; all ranks save ``hpc_ckpt_<n>.ckpt`` in the run dir, exactly as
   a step checkpoint (``resume=auto`` picks it up), rank 0 asks ``scontrol requeue`` after a USR
   signal, and :class:`~lipnet_pl.errors.Requeued` ends ``fit`` on every rank;
 * the command layer prints ``requeued: will resume from <ckpt> (step N)`` on rank 0 only and
@@ -25,6 +26,7 @@ import signal
 import subprocess
 from typing import Any
 
+import torch
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 
@@ -104,8 +106,10 @@ class SlurmRequeue(Callback):
             self._stop(trainer, received)
 
     def _agreed_signal(self, trainer, pl_module) -> int:
-        """Rank 0's flag on every rank, so that all ranks stop after the same step."""
-        return int(trainer.strategy.broadcast(self.received, src=0))
+        """The largest flag over the ranks, on every rank: all ranks stop after the same step,
+        also when the signal reached one node only (SIGTERM 15 > SIGUSR2 12 > SIGUSR1 10)."""
+        flag = torch.tensor(self.received, dtype=torch.int32, device=pl_module.device)
+        return int(trainer.strategy.reduce(flag, reduce_op="max"))
 
     def _stop(self, trainer, received: int) -> None:
         path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)

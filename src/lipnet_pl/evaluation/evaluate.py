@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.core.backends import select_backend
@@ -27,7 +27,7 @@ from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.writer import PredictionWriter
-from lipnet_pl.hydra_runtime import trainer_uses_gpu
+from lipnet_pl.hydra_runtime import local_rank, trainer_uses_gpu
 from lipnet_pl.outputs import writable_dir
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,15 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def eval_device(cfg: DictConfig) -> str:
     """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
     ONNX session runs where Lightning puts the batches."""
-    return "cuda" if trainer_uses_gpu(cfg.trainer) else "cpu"
+    if not trainer_uses_gpu(cfg.trainer):
+        return "cpu"
+    # this process's GPU: its local rank under DDP, mapped through an explicit device list
+    # (trainer.devices=[2] is GPU 2)
+    local = local_rank()
+    devices = cfg.trainer.get("devices")
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        return f"cuda:{int(devices[local % len(devices)])}"
+    return f"cuda:{local}"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

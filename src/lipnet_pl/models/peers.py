@@ -9,6 +9,8 @@ nothing is downloaded.
 
 from __future__ import annotations
 
+import copy
+
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
@@ -88,4 +90,43 @@ def build_peer(
             "(resnet18, mobilenet_v2, ...) or a timm one prefixed with 'tu-' "
             "(tu-mobilenetv3_small_100)"
         ) from err
+    if getattr(model.encoder, "_depth", 5) < 5:
+        drop_unused_encoder_stages(model, in_channels)
     return PadToMultiple(model, model.encoder.output_stride, pad_mode=pad_mode)
+
+
+def unused_parameters(model: nn.Module, in_channels: int = 3, size: int = 64) -> set[str]:
+    """Names of the parameters one training step leaves without a gradient (on a copy, so the
+    model's BN statistics and gradients are untouched)."""
+    probe = copy.deepcopy(model).train()
+    probe(torch.zeros(2, in_channels, size, size)).float().sum().backward()
+    return {name for name, p in probe.named_parameters() if p.grad is None}
+
+
+def drop_unused_encoder_stages(model: nn.Module, in_channels: int = 3) -> None:
+    """Replace the encoder stages a shallow ``encoder_depth`` never uses (smp keeps them: PSPNet's
+    depth 3 leaves ResNet's layer3 and layer4) with ``nn.Identity``.
+
+    DDP without ``find_unused_parameters`` fails at the first backward on parameters that get no
+    gradient, and they inflate the parameter count. A stage that runs but feeds nothing (smp's
+    MobileNet runs one stage past its depth) becomes an identity too; a module that cannot be
+    replaced is frozen instead (``requires_grad=False``: DDP skips it)."""
+    unused = unused_parameters(model, in_channels)
+    for name, module in list(model.encoder.named_modules()):
+        params = {f"encoder.{name}.{p}" for p, _ in module.named_parameters()}
+        if not name or not params or not params <= unused:  # also: inside a replaced stage
+            continue
+        parent_name, _, child = name.rpartition(".")
+        parent = model.encoder.get_submodule(parent_name)
+        original = getattr(parent, child)
+        setattr(parent, child, nn.Identity())
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(1, in_channels, 64, 64))
+        except (RuntimeError, ValueError, TypeError):
+            setattr(parent, child, original.requires_grad_(False))
+        unused -= set(params)
+    model.train()
+    for name, p in model.named_parameters():
+        if name in unused:
+            p.requires_grad_(False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, open_dict
 
+from lipnet_pl.errors import UserError
 from lipnet_pl.hydra_runtime import trainer_uses_gpu
 
 CORES = sorted(os.sched_getaffinity(0))  # before any job of this worker process narrowed it
@@ -36,6 +37,13 @@ def device_slot(folder: Path, count: int, poll_s: float = 0.2) -> Iterator[int]:
             except BlockingIOError:
                 handle.close()
                 continue
+            except OSError as err:  # ENOSYS, EOPNOTSUPP, ENOLCK: no locks on this filesystem
+                handle.close()
+                raise UserError(
+                    f"{folder}: cannot lock {folder / f'{slot}.lock'} ({err.strerror}); "
+                    "hydra/launcher=local needs a filesystem with flock for its device slots: "
+                    "put the sweep on a local disk (hydra.sweep.dir=/local/path)"
+                ) from None
             try:
                 yield slot
             finally:

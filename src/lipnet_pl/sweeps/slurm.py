@@ -18,6 +18,7 @@ reruns its sweep job, which resumes from its own folder's checkpoint.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -61,6 +62,21 @@ def job_size(trainer_cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+MEM_GB_PER_GPU = 32  # host memory a GPU rank gets when hydra.launcher.mem_gb is null
+
+
+def default_resources(job_cfg: DictConfig, params: Any, size: dict[str, Any]) -> dict[str, Any]:
+    """``cpus_per_task`` and ``mem_gb`` when the launcher leaves them null: one CPU per loader
+    worker plus the training process (SLURM's default is 1 CPU for every worker), and
+    :data:`MEM_GB_PER_GPU` per GPU of the node (CPU jobs keep SLURM's default memory)."""
+    extra: dict[str, Any] = {}
+    if params.get("cpus_per_task") is None:
+        extra["cpus_per_task"] = int(job_cfg.data.get("num_workers", 0) or 0) + 1
+    if params.get("mem_gb") is None and size.get("gpus_per_node"):
+        extra["mem_gb"] = MEM_GB_PER_GPU * int(size["gpus_per_node"])
+    return extra
+
+
 @contextmanager
 def _without_inherited_slurm_env() -> Iterator[None]:
     saved = {k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
@@ -73,15 +89,30 @@ def _without_inherited_slurm_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
+UNKNOWN = "UNKNOWN"  # squeue failed (a busy controller): not a reason to call the job ended
+
+
 def slurm_state(job_id: str) -> str | None:
-    """The job's state from ``squeue`` (None once SLURM has forgotten it)."""
-    out = subprocess.run(
-        ["squeue", "-h", "--states=all", "-o", "%T", "-j", job_id], capture_output=True, text=True
-    )
-    return out.stdout.strip().split("\n")[0] or None if out.returncode == 0 else None
+    """The job's state from ``squeue``; None once SLURM has forgotten it, :data:`UNKNOWN` when
+    ``squeue`` itself failed (timed out, controller busy or restarting)."""
+    try:
+        out = subprocess.run(
+            ["squeue", "-h", "--states=all", "-o", "%T", "-j", job_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return UNKNOWN
+    if out.returncode == 0:
+        return out.stdout.strip().split("\n")[0] or None
+    return None if "invalid job id" in out.stderr.lower() else UNKNOWN
 
 
 POLL_S = 2.0
+# how long a job that ended COMPLETED (or that SLURM forgot) may take to show its result file:
+# on a network filesystem another node's new file can stay invisible for a while
+RESULT_GRACE_S = 180.0
 
 
 def _executor(launcher, size: dict[str, Any]):
@@ -114,6 +145,7 @@ def launch(
             launcher.config, list(overrides)
         )
         size = job_size(job_cfg.trainer)
+        size.update(default_resources(job_cfg, launcher.params, size))
         job_dir = sweep_dir / str(job_cfg.hydra.sweep.subdir)
         args = (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}")
         with _without_inherited_slurm_env():
@@ -124,10 +156,11 @@ def launch(
 
 
 def _wait(job, job_dir: Path, overrides: list[str]) -> JobReturn:
-    """Rank 0's JobReturn once it exists; a job that ended without one is a failed row."""
+    """Rank 0's JobReturn once it exists; a job that ended without one is a failed row (unless
+    it recorded itself finished: then its run summary is the result)."""
     from submitit.core.utils import pickle_load
 
-    ended_polls = 0
+    ended_since: float | None = None
     while True:
         if job.paths.result_pickle.exists():
             outcome, value = pickle_load(job.paths.result_pickle)
@@ -135,15 +168,31 @@ def _wait(job, job_dir: Path, overrides: list[str]) -> JobReturn:
                 return value
             return _failed(job_dir, overrides, str(value).strip().split("\n")[-1])
         state = slurm_state(job.job_id)
-        ended_polls = ended_polls + 1 if state is None or state in ENDED else 0
-        if ended_polls >= 3:  # not a requeue in passing: it stayed ended
-            reason = f"SLURM job {job.job_id} ended {state or ''} without a result"
-            return _failed(job_dir, overrides, f"{reason} (see {job.paths.stderr})")
+        if state is None or state in ENDED:
+            ended_since = ended_since or time.monotonic()
+            # FAILED, CANCELLED...: 3 polls (not a requeue in passing); COMPLETED or forgotten:
+            # the result file may still be on its way
+            grace = RESULT_GRACE_S if state in (None, "COMPLETED") else 2.5 * POLL_S
+            if time.monotonic() - ended_since >= grace:
+                return _ended_without_result(job, job_dir, overrides, state)
+        elif state != UNKNOWN:
+            ended_since = None
         time.sleep(POLL_S)
 
 
+def _ended_without_result(job, job_dir: Path, overrides: list[str], state) -> JobReturn:
+    summary = job_dir / "run_summary.json"
+    if read_status(job_dir).get("status") == "finished" and summary.is_file():
+        ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED)
+        ret.return_value = json.loads(summary.read_text())
+        return ret
+    reason = f"SLURM job {job.job_id} ended {state or ''} without a result"
+    return _failed(job_dir, overrides, f"{reason} (see {job.paths.stderr})")
+
+
 def _failed(job_dir: Path, overrides: list[str], reason: str) -> JobReturn:
-    if read_status(job_dir).get("status") != "failed":
+    """A failed row; a status the job wrote itself (its own failure, or "finished") is kept."""
+    if read_status(job_dir).get("status") not in ("failed", "finished"):
         write_status(job_dir, status="failed", reason=reason, overrides=overrides)
     ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED)
     ret.return_value = {}

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+import torch
+from omegaconf import DictConfig, OmegaConf
 
 from lipnet_pl.core.loader import HINT, read_checkpoint
 from lipnet_pl.engine.builders import (
@@ -37,9 +38,12 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
     """True when the trainer config asks for more than one process."""
     strategy = str(trainer_cfg.get("strategy", "auto"))
     devices = trainer_cfg.get("devices", 1)
-    many_devices = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
-        not isinstance(devices, int) and str(devices) not in ("1", "auto", "[0]")
-    )
+    if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
+        many_devices = len(devices) > 1  # [3]: one device, GPU 3 (hydra/launcher=local's slot)
+    else:
+        many_devices = (isinstance(devices, int) and (devices > 1 or devices == -1)) or (
+            not isinstance(devices, int) and str(devices).strip() not in ("1", "auto")
+        )
     return "ddp" in strategy or many_devices or int(trainer_cfg.get("num_nodes", 1)) > 1
 
 
@@ -57,9 +61,29 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    """Newest ``checkpoints/last*.ckpt`` or Lightning SLURM ``hpc_ckpt_*.ckpt`` of a run dir."""
+    """The furthest ``checkpoints/last*.ckpt`` or SLURM ``hpc_ckpt_*.ckpt`` of a run dir.
+
+    By the ``global_step`` each file holds, then by kind (at one step: epoch-end ``last`` >
+    ``hpc_ckpt`` > ``last-step``), modification time last: every rank of an ``srun`` picks the
+    same file, also where clocks or a network filesystem's cached times differ between nodes.
+    An unreadable file ranks below every readable one."""
     candidates = [*(run_dir / "checkpoints").glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+    return max(candidates, key=_resume_rank, default=None)
+
+
+def _resume_rank(path: Path) -> tuple[int, int, int, int]:
+    try:  # mmap: the tensors are not read
+        step = int(
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+        )
+    except Exception:  # torch raises many types for a truncated or foreign file
+        step = -1
+    kind = 2 if path.name.startswith("last") and "step" not in path.name else 0
+    number = 0
+    if path.name.startswith("hpc_ckpt_"):
+        kind, digits = 1, path.stem.removeprefix("hpc_ckpt_")
+        number = int(digits) if digits.isdigit() else 0
+    return step, kind, number, path.stat().st_mtime_ns
 
 
 def resolve_resume(cfg: DictConfig) -> str | None:

@@ -262,24 +262,48 @@ def onnx_parity(s: Settings, step: Step, ckpt: str) -> None:
     step.numbers.update(onnx_parity=diff, onnx_device=str(session.device))
 
 
+WARMUP_STEPS = 3  # conf/callbacks/default.yaml throughput.warmup_steps: not timed
+TIMED_STEPS = 10  # at least this many timed steps, whatever the number of GPUs
+
+
+def ddp_plan(s: Settings, gpus: int, cpus: int) -> dict[str, int]:
+    """Loader workers per rank (from the CPUs this process may use), the global batch, and
+    enough epochs that the run times at least :data:`TIMED_STEPS` steps after the warm-up (on 8
+    GPUs 256 images are one step per epoch at batch 32 per GPU)."""
+    batch = s.train_batch * gpus
+    per_epoch = max(1, s.images // batch)
+    epochs = max(s.epochs, -(-(WARMUP_STEPS + TIMED_STEPS) // per_epoch))
+    return {"workers": max(1, min(s.workers, cpus // gpus)), "batch": batch, "epochs": epochs}
+
+
+def child_env(environ: dict[str, str]) -> dict[str, str]:
+    """The environment of the DDP child without ``SLURM_*``: inside an allocation Lightning
+    would take the ranks from SLURM (one task here) and refuse or wait for the others."""
+    return {k: v for k, v in environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SRUN_"))}
+
+
 def ddp(s: Settings, step: Step) -> None:
     """DDP over every GPU. A subprocess of ``python -m lipnet_pl.train``: Lightning's DDP
     launcher starts the other ranks by re-running the current script."""
     n = torch.cuda.device_count()
     out = s.out / "ddp"
-    workers = max(1, min(s.workers, (os.cpu_count() or 1) // n))  # per process
-    args = train_overrides(replace(s, workers=workers), out, False, "ddp")
-    args = [a for a in args if not a.startswith("paths.output_dir")]
-    args += [f"trainer.devices={n}", f"hydra.run.dir={out}", f"data.batch_size={s.train_batch * n}"]
+    plan = ddp_plan(s, n, len(os.sched_getaffinity(0)))  # the job's CPU set, not the node's
+    args = train_overrides(replace(s, workers=plan["workers"]), out, False, "ddp")
+    args = [a for a in args if not a.startswith(("paths.output_dir", "trainer.max_epochs"))]
+    args += [f"trainer.devices={n}", f"hydra.run.dir={out}", f"data.batch_size={plan['batch']}"]
+    args += [f"trainer.max_epochs={plan['epochs']}"]
     command = [sys.executable, "-m", "lipnet_pl.train", *args]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=3600, env=child_env(dict(os.environ))
+    )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     summary = json.loads((out / "run_summary.json").read_text())
     step.numbers["train_img_s"] = summary["train_images_per_s"]
+    speed = summary["train_images_per_s"]
     step.lines.append(
-        f"DDP over {n} GPUs ({workers} loader workers each): "
-        f"{summary['train_images_per_s']:.1f} train img/s (all GPUs)"
+        f"DDP over {n} GPUs ({plan['workers']} loader workers each, {plan['epochs']} epochs): "
+        + (f"{speed:.1f} train img/s (all GPUs)" if speed is not None else "no timed step")
     )
 
 
