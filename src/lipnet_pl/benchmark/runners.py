@@ -1,4 +1,4 @@
-"""Benchmark cases: inference variants (PyTorch, ONNX Runtime) measured as a group in
+"""Benchmark cases: inference variants (PyTorch, ONNX Runtime, OpenVINO) measured as a group in
 interleaved rounds, and PyTorch training steps.
 
 Every row is a :class:`Result` built by :func:`make_result`, the one place a table row is made.
@@ -41,7 +41,7 @@ class Result:
 
     model: str
     kind: str  # inference | train
-    backend: str  # pytorch | onnxruntime
+    backend: str  # pytorch | onnxruntime | openvino
     # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train | train+channels_last
     variant: str
     dtype: str
@@ -69,7 +69,7 @@ class Result:
         """How the best-backend line names this case, e.g. ``onnxruntime int8``."""
         if self.backend == "pytorch":
             return f"PyTorch {self.variant} {self.dtype}"
-        return f"onnxruntime {self.variant} {self.device.upper()}"
+        return f"{self.backend} {self.variant} {self.device.upper()}"
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def failure(err: BaseException) -> str:
 class Variant:
     """One way of running a model in a measurement group: a zero-argument call."""
 
-    backend: str  # pytorch | onnxruntime
+    backend: str  # pytorch | onnxruntime | openvino
     variant: str
     call: Callable[[], object]
     device: torch.device  # where it runs (and where its memory is measured)
