@@ -27,8 +27,8 @@ from lipnet_pl.benchmark.runners import (
     race_versus,
 )
 from lipnet_pl.benchmark.suite import bench_settings, run, selected_models
-from lipnet_pl.benchmark.timing import PeakMemory, interleaved_rounds, median_ci, time_calls
 from lipnet_pl.config import compose
+from lipnet_pl.core.timing import PeakMemory, interleaved_rounds, median_ci, time_calls
 from lipnet_pl.errors import UserError
 
 TINY = [

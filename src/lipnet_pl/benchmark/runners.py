@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lipnet_pl.benchmark.timing import (
+from lipnet_pl.core.timing import (
     PeakMemory,
     interleaved_rounds,
     median_ci,
@@ -74,7 +74,7 @@ class Result:
 
 @dataclass(frozen=True)
 class RoundSettings:
-    """When interleaved rounds stop (:func:`~lipnet_pl.benchmark.timing.interleaved_rounds`)."""
+    """When interleaved rounds stop (:func:`~lipnet_pl.core.timing.interleaved_rounds`)."""
 
     min_rounds: int
     max_rounds: int
