@@ -27,6 +27,7 @@ TINY = [
     "logger=none",
     "callbacks.progress_bar=null",
     "callbacks.throughput.warmup_steps=0",  # one step per run: time it (3 warm-up steps by default)
+    "sweep_latency_s=0",  # CPU latency per job: tests/e2e/test_sweep_latency_e2e.py
     *TINY_NET,
 ]
 

@@ -43,7 +43,7 @@ def cpu_latency(
     folded = fold_batchnorm(net).cpu()  # a copy: ``net`` stays where and as it is
     example = torch.randn(1, 3, *size)
     with tempfile.TemporaryDirectory(prefix="lipnet_latency_") as tmp:
-        fp32 = export_onnx(folded, example, Path(tmp) / "net.onnx", True, 18)
+        fp32 = export_onnx(folded, example, Path(tmp) / "net.onnx", False, 18)
         int8 = quantize_onnx_int8(fp32, Path(tmp) / "net.int8.onnx", [example], method="minmax")
         sessions = {
             f"onnxruntime {name}": OnnxRuntimeNet(path, device="cpu", spinning=False)
