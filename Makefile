@@ -51,7 +51,7 @@ $(STAMP_MIN): pyproject.toml
 	@touch $(STAMP_MIN)
 
 test-min: $(STAMP_MIN) ## Lint + tests at the lowest dependency versions pyproject.toml allows (.venv-min; ~15 min)
-	@grep -iE '^(torch|torchvision|lightning|hydra-core|omegaconf|segmentation-models-pytorch|timm|torchmetrics|wandb|tensorboard|rich|matplotlib|numpy|pillow|av|huggingface-hub|safetensors|pytest|pytest-timeout|ruff|onnx|onnxruntime|onnxscript)==' $(VENV_MIN)/versions.txt | paste -sd' '
+	@grep -iE '^(torch|torchvision|lightning|hydra-core|omegaconf|segmentation-models-pytorch|timm|torchmetrics|wandb|tensorboard|rich|matplotlib|numpy|pillow|av|huggingface-hub|safetensors|pytest|pytest-timeout|ruff|onnx|onnxruntime|onnxscript|openvino|nncf)==' $(VENV_MIN)/versions.txt | paste -sd' '
 	$(PY_MIN) -m ruff check src tests
 	$(PY_MIN) -m ruff format --check src tests
 	$(PY_MIN) -m pytest $(PYTEST_ARGS)

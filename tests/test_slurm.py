@@ -75,6 +75,7 @@ def _overrides(lip_root: Path) -> list[str]:
         "callbacks.step_checkpoint.every_n_train_steps=2",
         # ranks agree every 7 steps: 7, 14, 21 are all mid-epoch (4 steps per epoch)
         "callbacks.slurm_requeue.check_every_n_steps=7",
+        "sweep_latency_s=0",  # CPU latency per job: tests/e2e/test_sweep_latency_e2e.py
         *TINY_NET,
     ]
 

@@ -36,6 +36,7 @@ def _command(lip_root, sweep_dir, *overrides):
         "trainer.limit_val_batches=1",
         "logger=none",
         "callbacks.progress_bar=null",
+        "sweep_latency_s=0",  # CPU latency per job: tests/e2e/test_sweep_latency_e2e.py
         f"hydra.sweep.dir={sweep_dir}",
         *TINY_NET,
         *overrides,

@@ -27,6 +27,7 @@ TINY = [
     "logger=none",
     "callbacks.progress_bar=null",
     "callbacks.throughput.warmup_steps=0",  # one step per run: time it (3 warm-up steps by default)
+    "sweep_latency_s=0",  # CPU latency per job: tests/e2e/test_sweep_latency_e2e.py
     *TINY_NET,
 ]
 
@@ -140,10 +141,10 @@ def test_write_summary_orders_jobs_and_formats_markdown(tmp_path):
     assert [r["job"] for r in rows] == ["2", "10"]  # numeric job order, not lexicographic
     md = md_path.read_text().splitlines()
     assert md[0].startswith(
-        "| job | model | dilations | params | GFLOPs | best val mIoU (%) | left/right mIoU (%) |"
+        "| job | model | dilations | params | GFLOPs | CPU ms (b1) | best val mIoU (%) |"
     )
     assert md[2] == (
-        "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | 50.00 | 25.00 | 12.50 | 1 | 0 "
+        "| 2 | lipnet | [1,1,2,4,8,1] | 3.96 M | 32.80 | - | 50.00 | 25.00 | 12.50 | 1 | 0 "
         "| finished | - | job=2 |"
     )
     assert write_summary(tmp_path / "empty") is None

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lipnet_pl.benchmark.runners import Result, Versus
-from lipnet_pl.benchmark.timing import paired_ratio
+from lipnet_pl.core.timing import paired_ratio
 
 HEADERS = [
     "model",

@@ -1,4 +1,4 @@
-"""Benchmark cases: inference variants (PyTorch, ONNX Runtime) measured as a group in
+"""Benchmark cases: inference variants (PyTorch, ONNX Runtime, OpenVINO) measured as a group in
 interleaved rounds, and PyTorch training steps.
 
 Every row is a :class:`Result` built by :func:`make_result`, the one place a table row is made.
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lipnet_pl.benchmark.timing import (
+from lipnet_pl.core.timing import (
     PeakMemory,
     interleaved_rounds,
     median_ci,
@@ -41,7 +41,7 @@ class Result:
 
     model: str
     kind: str  # inference | train
-    backend: str  # pytorch | onnxruntime
+    backend: str  # pytorch | onnxruntime | openvino
     # eager | fast | fast+compile | fast+cudagraphs | fp32 | int8 | train | train+channels_last
     variant: str
     dtype: str
@@ -69,12 +69,12 @@ class Result:
         """How the best-backend line names this case, e.g. ``onnxruntime int8``."""
         if self.backend == "pytorch":
             return f"PyTorch {self.variant} {self.dtype}"
-        return f"onnxruntime {self.variant} {self.device.upper()}"
+        return f"{self.backend} {self.variant} {self.device.upper()}"
 
 
 @dataclass(frozen=True)
 class RoundSettings:
-    """When interleaved rounds stop (:func:`~lipnet_pl.benchmark.timing.interleaved_rounds`)."""
+    """When interleaved rounds stop (:func:`~lipnet_pl.core.timing.interleaved_rounds`)."""
 
     min_rounds: int
     max_rounds: int
@@ -128,7 +128,7 @@ def failure(err: BaseException) -> str:
 class Variant:
     """One way of running a model in a measurement group: a zero-argument call."""
 
-    backend: str  # pytorch | onnxruntime
+    backend: str  # pytorch | onnxruntime | openvino
     variant: str
     call: Callable[[], object]
     device: torch.device  # where it runs (and where its memory is measured)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import importlib
 import itertools
 import os
 import platform
@@ -24,11 +25,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lipnet_pl.benchmark.openvino import lazy_openvino
 from lipnet_pl.benchmark.report import (
     best_lines,
     fast_path_line,
@@ -83,7 +86,13 @@ def selected_models(cfg: DictConfig) -> dict[str, dict]:
     return {name: model_config(name, int(cfg.num_classes)) for name in names}
 
 
-MODEL_LIST_KEYS = ("onnxruntime.int8", "x86_int8", "versus_reference", "train_contiguous")
+MODEL_LIST_KEYS = (
+    "onnxruntime.int8",
+    "x86_int8",
+    "openvino",
+    "versus_reference",
+    "train_contiguous",
+)
 
 
 def model_list(cfg: DictConfig, key: str) -> list[str]:
@@ -171,18 +180,28 @@ def torch_variants(model, label: str, profile: DictConfig, cfg: DictConfig, devi
     return variants
 
 
-def ort_sessions(model, label: str, cfg: DictConfig, case: Case, work: Path) -> dict:
+def export_fp32(model, label: str, case: Case, work: Path) -> Path:
+    """The BN-folded network as ONNX with free batch/height/width, as ``export`` writes it: the
+    file the ONNX Runtime and OpenVINO rows run."""
+    example = torch.randn(1, 3, *case.size)
+    return export_onnx(fold_batchnorm(model).cpu(), example, work / f"{label}.onnx", True, 18)
+
+
+def calibration_inputs(cfg: DictConfig, case: Case) -> list[np.ndarray]:
+    """The int8 calibration batches of ONNX Runtime and OpenVINO alike: random inputs (their
+    values do not change the speed)."""
+    count = int(cfg.onnxruntime.calibration_batches)
+    return [torch.randn(1, 3, *case.size).numpy() for _ in range(count)]
+
+
+def ort_sessions(fp32: Path, label: str, cfg: DictConfig, case: Case, work: Path, calib) -> dict:
     """variant -> ONNX Runtime session: fp32 on the bench device (the CUDA provider when this
     onnxruntime has it, else the CPU one: the row says which), int8 (QDQ) on the CPU provider
     only (on CUDA it would run dequantize + fp32 convolutions)."""
-    ort = cfg.onnxruntime
-    example = torch.randn(1, 3, *case.size)
-    fp32 = export_onnx(fold_batchnorm(model).cpu(), example, work / f"{label}.onnx", True, 18)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # no CUDA provider: the row is labelled CPU instead
         sessions = {"fp32": OnnxRuntimeNet(fp32, device=str(case.device), spinning=False)}
     if label in model_list(cfg, "onnxruntime.int8"):
-        calib = [torch.randn(1, 3, *case.size).numpy() for _ in range(int(ort.calibration_batches))]
         int8 = quantize_onnx_int8(fp32, work / f"{label}.int8.onnx", calib)
         sessions["int8"] = OnnxRuntimeNet(int8, device="cpu", spinning=False)
     return sessions
@@ -198,13 +217,27 @@ def x86_int8_variants(model, label: str, cfg: DictConfig, case: Case, batch: int
     return {"pt2e": Variant("pytorch", "pt2e+compile", call, torch.device("cpu"), dtype="int8")}
 
 
+def openvino_variants(fp32: Path | None, label, cfg, case: Case, batch: int, calib) -> dict:
+    """OpenVINO fp32 and int8 (NNCF, calibrated on ``calib`` as ONNX Runtime int8 is) on the CPU
+    for the models listed in ``openvino``, at the first batch size (compiled for one shape;
+    ``benchmark/openvino.py``)."""
+    if fp32 is None or label not in model_list(cfg, "openvino"):
+        return {}
+    example = torch.randn(batch, 3, *case.size)
+    cpu = torch.device("cpu")
+    return {
+        "ov fp32": Variant("openvino", "fp32", lazy_openvino(fp32, example), cpu),
+        "ov int8": Variant("openvino", "int8", lazy_openvino(fp32, example, calib), cpu),
+    }
+
+
 def group_variants(
     case: Case, nets: dict, sessions: dict, first_batch: bool, extra: dict | None = None
 ) -> dict:
     """Every variant measured together at one batch size and dtype: the PyTorch ones, and the
-    ONNX Runtime ones (and ``extra``: PyTorch int8) in the fp32 groups (CPU-provider sessions on
-    a GPU bench at the first batch size only: a CPU row at batch 64 tells nothing about the GPU
-    and takes minutes; PyTorch int8 is compiled for the first batch size)."""
+    ONNX Runtime ones (and ``extra``: PyTorch int8, OpenVINO) in the fp32 groups (CPU-provider
+    sessions on a GPU bench at the first batch size only: a CPU row at batch 64 tells nothing
+    about the GPU and takes minutes; the ``extra`` ones are compiled for the first batch size)."""
     variants = {name: torch_variant(case, name, net, g) for name, (net, g) in nets.items()}
     if case.dtype == "fp32" and first_batch:
         variants.update(extra or {})
@@ -225,10 +258,15 @@ def bench_model(label: str, net_cfg: dict, cfg: DictConfig, profile, base: Case,
     case = replace(base, info=info)
     model = model.to(case.device)
     nets = torch_variants(model, label, profile, cfg, case.device)
-    sessions = ort_sessions(model, label, cfg, case, work) if cfg.onnxruntime.enabled else {}
+    ort = bool(cfg.onnxruntime.enabled)
+    onnx = ort or label in model_list(cfg, "openvino")
+    fp32 = export_fp32(model, label, case, work) if onnx else None
+    calib = calibration_inputs(cfg, case)
+    sessions = ort_sessions(fp32, label, cfg, case, work, calib) if ort else {}
     results, first, versus = [], {}, []
     batches = [int(b) for b in profile.batch_sizes]
     int8 = x86_int8_variants(model, label, cfg, case, batches[0])
+    int8 |= openvino_variants(fp32, label, cfg, case, batches[0], calib)
     for batch, dtype in itertools.product(batches, profile_dtypes(profile, case.device)):
         progress(f"{label} b{batch} {dtype}")
         group = replace(case, dtype=dtype, batch=batch)
@@ -306,13 +344,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def meta_data(cfg, device, results, load_start) -> dict[str, Any]:
+def _version(module: str) -> str:
     try:
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
+        return importlib.import_module(module).__version__
     except ImportError:
-        ort_version = "not installed"
+        return "not installed"
+
+
+def meta_data(cfg, device, results, load_start) -> dict[str, Any]:
     ratio = fast_path_speedup(results, str(cfg.speedup_model))
     name = (
         torch.cuda.get_device_name(device)
@@ -324,7 +363,8 @@ def meta_data(cfg, device, results, load_start) -> dict[str, Any]:
         "device": name,
         "reduced_cpu_profile": device.type != "cuda",
         "torch": torch.__version__,
-        "onnxruntime": ort_version,
+        "onnxruntime": _version("onnxruntime"),
+        "openvino": _version("openvino"),
         "threads": torch.get_num_threads(),
         "input": f"{cfg.height}x{cfg.width}",
         "mem_kind": "; ".join(sorted({r.mem_kind for r in results if r.mem_kind})),

@@ -8,7 +8,8 @@ one-line reason (a user error, divergence, out of memory, a bug: its traceback g
 summary is written (:class:`lipnet_pl.sweeps.summary.SweepSummary` then ends the command with
 exit status 4 naming the failed jobs). A job still ``running`` when the sweep ends was killed.
 Relaunching the identical sweep (same ``sweep_name``) skips finished jobs; the others resume
-from their own ``last.ckpt`` (``resume=auto``). Only rank 0 of a multi-process job writes.
+from their own ``last.ckpt`` (``resume=auto``). Only rank 0 of a multi-process job writes. A
+finished job adds its network's CPU latency to its summary (:mod:`lipnet_pl.sweeps.latency`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from lipnet_pl.cli import one_line
 from lipnet_pl.errors import NonFiniteLossError, UserError
 from lipnet_pl.hydra_runtime import is_rank_zero, multirun_config
 from lipnet_pl.sweeps.devices import device_slot, pin
+from lipnet_pl.sweeps.latency import add_latency
 
 log = logging.getLogger(__name__)
 
@@ -129,5 +131,7 @@ def run_sweep_job(task: Callable, cfg: DictConfig, hydra_cfg: Any) -> dict[str, 
             record(job_dir, status="failed", reason=reason, ended=time.time())
             log.error("job %s failed: %s", job_dir.name, reason)
             return {}
+        if is_rank_zero():  # on its device slot's cores, as it trained
+            summary = add_latency(cfg, summary)
         record(job_dir, status="finished", ended=time.time())
         return summary

@@ -6,7 +6,9 @@ and the ``job_status.json`` of every job (failed ones too, :mod:`lipnet_pl.sweep
 writes ``sweep_summary.csv``, ``sweep_summary.md`` (per job, then per configuration over seeds,
 :mod:`lipnet_pl.sweeps.stats`) and ``sweep_summary.png`` in the sweep directory. Next to the best
 val mIoU it reports, for the same epoch, the mean IoU over the left/right classes (LIP: arms,
-legs, shoes), the part of human parsing that needs context from far away.
+legs, shoes), the part of human parsing that needs context from far away, and what the network
+costs: GFLOPs and CPU latency at batch 1 at the job's crop size (:mod:`lipnet_pl.sweeps.latency`),
+with the mIoU-vs-latency Pareto front per configuration (:mod:`lipnet_pl.sweeps.stats`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ COLUMNS = (
     "dilations",
     "params",
     "gflops",
+    "cpu_latency_ms",
     "best_val_miou",
     "best_val_lr_miou",
     "train_images_per_s",
@@ -48,6 +51,7 @@ HEADERS = (
     "dilations",
     "params",
     "GFLOPs",
+    "CPU ms (b1)",
     "best val mIoU (%)",
     "left/right mIoU (%)",
     "train img/s",
@@ -58,7 +62,15 @@ HEADERS = (
     "overrides",
 )
 # in the CSV only (the Markdown table stays readable): how each job ran
-RUN_COLUMNS = ("num_nodes", "devices_per_node", "precision", "global_step", "start_step")
+RUN_COLUMNS = (
+    "num_nodes",
+    "devices_per_node",
+    "precision",
+    "global_step",
+    "start_step",
+    "latency_backend",
+    "input_size",
+)
 KILLED = "stopped without a result (killed, or its process died)"
 
 
@@ -97,7 +109,7 @@ def collect_rows(
         rows.append(
             {
                 "job": str(job_dir.relative_to(sweep_dir)),
-                **{k: data.get(k) for k in (*COLUMNS[1:10], *RUN_COLUMNS)},
+                **{k: data.get(k) for k in (*COLUMNS[1:11], *RUN_COLUMNS)},
                 "status": state,
                 "reason": reason,
                 "overrides": " ".join(overrides),
@@ -121,7 +133,7 @@ def _fmt(key: str, value: Any) -> str:
         return f"{100 * float(value):.2f}"
     if key == "params":
         return f"{int(value) / 1e6:.2f} M"
-    if key in ("gflops", "train_images_per_s"):
+    if key in ("gflops", "cpu_latency_ms", "train_images_per_s"):
         return f"{float(value):.2f}"
     if isinstance(value, list):
         return "[" + ",".join(str(v) for v in value) + "]"
