@@ -18,23 +18,9 @@ import pytest
 from tiny import TINY_NET
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 DOC = ROOT / "docs" / "training.md"
 DOC_FLAGS = ["trainer=ddp_sim", "data.num_workers=2"]  # the documented CPU submission
 EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """SLURM up for the module; stopped after when this fixture started it."""
-    running = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
-    if not running:
-        if os.geteuid() != 0:
-            pytest.skip("a local SLURM needs root to install and start (scripts/slurm_local.sh)")
-        subprocess.run([SCRIPT, "start"], check=True, timeout=900)
-    yield
-    if not running:
-        subprocess.run([SCRIPT, "stop"], check=True, timeout=120)
 
 
 def documented_recipe() -> tuple[str, str]:

@@ -17,24 +17,9 @@ import torch
 
 from tiny import TINY_NET
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
 ENV = {**os.environ, "WANDB_MODE": "offline"}
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    """SLURM up for the module (installed and started by the script as root), stopped after
-    when this fixture started it."""
-    running = subprocess.run([SCRIPT, "status"], capture_output=True).returncode == 0
-    if not running:
-        if os.geteuid() != 0:
-            pytest.skip("a local SLURM needs root to install and start (scripts/slurm_local.sh)")
-        subprocess.run([SCRIPT, "start"], check=True, timeout=900)
-    yield
-    if not running:
-        subprocess.run([SCRIPT, "stop"], check=True, timeout=120)
 
 
 def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
