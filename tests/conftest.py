@@ -3,10 +3,8 @@ way to run the real commands, so every test module reads like a specification.""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 
 from lipnet_pl.config import compose
 from lipnet_pl.data.synthetic import generate
-from tiny import TINY_NET, TINY_NET_CONFIG
+from tiny import TINY_NET_CONFIG, run_command, tiny_train_overrides
 
 E2E = Path(__file__).parent / "e2e"
 
@@ -52,26 +50,6 @@ def lip_root(tmp_path_factory) -> Path:
     48..96 px images. Read-only."""
     root = tmp_path_factory.mktemp("lip") / "LIP"
     return generate(root, seed=3, style="simple", train=8, val=5, test=2, min_size=48, max_size=96)
-
-
-def tiny_train_overrides(root: Path, out: Path | None = None, *extra: str) -> list[str]:
-    """``conf/train.yaml`` shrunk: the tiny LIP-Net, 64x64 crops, batch 2, CPU, no logger."""
-    return [
-        "data=lip",
-        f"data.root={root}",
-        "data.crop_size=[64,64]",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "trainer=cpu",
-        "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2",
-        "trainer.limit_val_batches=2",
-        "logger=none",
-        "callbacks.progress_bar=null",
-        *([f"paths.output_dir={out}"] if out is not None else []),
-        *TINY_NET,
-        *extra,
-    ]
 
 
 @pytest.fixture
@@ -117,22 +95,6 @@ def random_ckpt(tmp_path_factory) -> Path:
         path,
     )
     return path
-
-
-def run_command(
-    command: str, args: Sequence[str], cwd: Path, timeout: float = 300, **env: str
-) -> subprocess.CompletedProcess:
-    """``python -m lipnet_pl.<command> args`` as a user runs it (offline, no stdin)."""
-    environment = {**os.environ, "WANDB_MODE": "offline", **env}
-    return subprocess.run(
-        [sys.executable, "-m", f"lipnet_pl.{command}", *args],
-        cwd=cwd,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @pytest.fixture

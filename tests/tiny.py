@@ -3,6 +3,12 @@ widths (same code paths) and helpers shared by several test modules."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -36,3 +42,39 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
                 m.bias.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
     return model.eval()
+
+
+def tiny_train_overrides(root: Path, out: Path | None = None, *extra: str) -> list[str]:
+    """``conf/train.yaml`` shrunk: the tiny LIP-Net, 64x64 crops, batch 2, CPU, no logger."""
+    return [
+        "data=lip",
+        f"data.root={root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=2",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        *([f"paths.output_dir={out}"] if out is not None else []),
+        *TINY_NET,
+        *extra,
+    ]
+
+
+def run_command(
+    command: str, args: Sequence[str], cwd: Path, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess:
+    """``python -m lipnet_pl.<command> args`` as a user runs it (offline, no stdin)."""
+    environment = {**os.environ, "WANDB_MODE": "offline", **env}
+    return subprocess.run(
+        [sys.executable, "-m", f"lipnet_pl.{command}", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

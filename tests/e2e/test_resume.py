@@ -68,7 +68,7 @@ def final_weights(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]]:
 def test_killed_run_relaunched_with_the_identical_command_ends_like_an_uninterrupted_one(
     lip_root, tmp_path
 ):
-    from conftest import run_command
+    from tiny import run_command
 
     reference = run_command("train", resume_command(lip_root, "reference"), tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]

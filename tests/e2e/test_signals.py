@@ -16,9 +16,9 @@ import av
 import pytest
 import torch
 
-from conftest import tiny_train_overrides
 from hostile import live_server, write_ts
 from lipnet_pl.training.train import check_resumable
+from tiny import tiny_train_overrides
 
 
 def terminate_when(

@@ -10,11 +10,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import model_checkpoint as lightning_checkpoint
 
-from conftest import tiny_train_overrides
 from lipnet_pl.config import compose
 from lipnet_pl.engine.callbacks import StepCheckpoint
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.training.train import train
+from tiny import tiny_train_overrides
 
 STEP_MINUTES, BATCHES, EPOCHS = 1.0, 4, 2
 
