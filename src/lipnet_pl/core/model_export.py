@@ -13,7 +13,7 @@ normalisation, network config) in their metadata, so ``eval`` and ``predict`` ta
 
 from __future__ import annotations
 
-import os
+import io
 import warnings
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from lipnet_pl.core.quantize import calibration_batches, quantize_onnx_int8
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
-from lipnet_pl.outputs import writable_dir, writable_file
+from lipnet_pl.outputs import atomic_path, writable_dir, writable_file
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
@@ -75,7 +75,11 @@ def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Pat
             "ignore", FutureWarning
         )  # TorchScript is deprecated (said in the docs)
         traced = torch.jit.trace(net, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+        # in memory first, then one write: torch.jit.save aborts the process on a full disk
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
     return path
 
 
@@ -169,22 +173,13 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
     h, w = loaded.spec.input_size
     example = torch.randn(1, 3, h, w)
     # write beside the target, check, then rename: a failed export never replaces a good file
-    partial = out.with_name(f".{out.name}.partial{out.suffix}")
-    try:
+    with atomic_path(out) as partial:
         if cfg.format == "onnx":
             export_onnx(folded, example, partial, bool(cfg.dynamic), int(cfg.opset))
             write_spec(partial, loaded.spec)
         else:
             export_torchscript(folded, example, partial)
         diffs = check_all(reference, partial, cfg, resolve_check_size(cfg, loaded.spec.input_size))
-        os.replace(partial, out)
-    except OSError as err:  # a full disk, a drive that went away
-        raise UserError(
-            f"cannot write {out} ({err.strerror or err}): free space on that drive or pass "
-            f"output=<a path elsewhere>; {out.name}, if it existed, is unchanged"
-        ) from err
-    finally:
-        partial.unlink(missing_ok=True)
     kind = "dynamic" if cfg.dynamic else "static"
     console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {kind} shapes)")
     if cfg.get("quantize") == "int8":
