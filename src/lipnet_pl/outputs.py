@@ -128,15 +128,38 @@ def atomic_write(path: str | os.PathLike, write, key: str = "output", fsync: boo
     return Path(path)
 
 
+def atomic_save(path: str | os.PathLike, save, key: str = "output", clean: bool = True) -> Path:
+    """``save(temporary_path)`` then rename over ``path`` (figures, PNGs, JSON: no fsync).
+
+    The writer must not guess the format from the suffix (``format="PNG"``): the temporary's
+    name ends in ``.tmp``. ``clean=False`` skips the search for stale temporaries (many files
+    into one folder: clean once with :func:`clean_stale_tree`)."""
+    with atomic_path(path, key=key, fsync=False, clean=clean) as tmp:
+        save(tmp)
+    return Path(path)
+
+
+def clean_stale_tree(folder: str | os.PathLike) -> int:
+    """Remove every stale temporary under ``folder`` (see :func:`clean_stale`); how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    targets = {p.parent / p.name[1:].rsplit(".", 3)[0] for p in folder.rglob(".*.tmp*")}
+    return sum(len(clean_stale(t)) for t in targets)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, key: str = "output", fsync: bool = True):
+def atomic_path(
+    path: str | os.PathLike, key: str = "output", fsync: bool = True, clean: bool = True
+):
     """A temporary file path beside ``path`` for writers that take a path (ONNX, PIL): renamed
     over ``path`` when the block succeeds, removed when it raises (or was killed: the next call
     cleans it)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale(path)
+        if clean:
+            clean_stale(path)
     except OSError as err:
         raise write_error(path, err, key) from err
     tmp = _temp_name(path, "tmp")

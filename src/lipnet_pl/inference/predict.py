@@ -28,7 +28,7 @@ from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.data.media import is_video
 from lipnet_pl.errors import UserError
 from lipnet_pl.inference.files import PredictReport, collect_inputs, save_outputs
-from lipnet_pl.outputs import writable_dir
+from lipnet_pl.outputs import atomic_save, clean_stale_tree, writable_dir
 from lipnet_pl.runtime import resolve_device
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
@@ -129,7 +129,8 @@ def predict_video(
             reconnect=int(video.get("reconnect") or 0),
         )
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
-    Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
+    image = Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes))
+    atomic_save(legend_path, lambda tmp: image.save(tmp, format="PNG"))
     console.print(
         f"{source}: {stats.frames} frames ({stats.dropped} dropped"
         f"{f', {stats.reconnects} reconnects' if stats.reconnects else ''}) -> {stats.output} | "
@@ -173,6 +174,7 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         output = writable_dir(cfg.output, "output")
     else:
         output = writable_dir(Path(cfg.paths.output_dir) / "predictions", "paths.output_dir")
+    clean_stale_tree(output)  # temporaries of a run that was killed
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
@@ -187,11 +189,14 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         f"threads {torch.get_num_threads()}"
     )
     report = PredictReport()
-    files = collect_inputs(inputs, report)
+    runs = Path(cfg.paths.root_dir) / "outputs"  # every command's run dirs (hydra.run.dir)
+    files = collect_inputs(inputs, report, exclude=[output, work, runs])
     for source, reason in report.failed:
         console.print(f"[red]skipped[/red] {source}: {reason}")
     if report.ignored:
         console.print(f"ignored {report.ignored} files that are neither images nor videos")
+    for source, name in report.renamed:
+        console.print(f"{source}: written as {name.with_suffix('')} (another input has its name)")
     images = [(s, r) for s, r in files if not is_video(Path(r))]
     videos = [(s, r) for s, r in files if is_video(Path(r))]
     save = plain(cfg.save) if cfg.get("save") else {}
