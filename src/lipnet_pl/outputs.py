@@ -237,3 +237,32 @@ def scratch_dir(path: str | os.PathLike, key: str = "output"):
         yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(folder: str | os.PathLike, what: str, hint: str):
+    """Hold ``<folder>/.lock`` for the block; a second holder is refused with one line.
+
+    ``fcntl.flock`` on an open file: the kernel drops the lock when the process ends however it
+    ends (kill -9 included), so a dead run never leaves a stale lock. The file stays (removing it
+    would let two runs lock two different files)."""
+    import fcntl
+
+    folder = Path(folder)
+    path = folder / ".lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise write_error(path, err, "hydra.run.dir") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UserError(f"{folder} is in use: {what} (pid {holder}) runs there; {hint}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock

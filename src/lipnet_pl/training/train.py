@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from lipnet_pl.engine.guard import NonFiniteGuard
 from lipnet_pl.engine.requeue import SlurmRequeue, restart_count
 from lipnet_pl.errors import Terminated, UserError
 from lipnet_pl.models.summary import count_gflops, count_parameters
+from lipnet_pl.outputs import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,39 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+RESUME_CHOICES = ("auto", "never")
+
+
 def newest_checkpoint(run_dir: Path) -> Path | None:
-    """Newest ``checkpoints/last*.ckpt`` or Lightning SLURM ``hpc_ckpt_*.ckpt`` of a run dir."""
+    """The furthest ``checkpoints/last*.ckpt`` or Lightning SLURM ``hpc_ckpt_*.ckpt`` of a run
+    dir: the highest ``global_step`` (file times break ties only: a copy, a restore from backup
+    or Lightning's versioned ``last-v1.ckpt`` of an earlier run can be newer and behind)."""
     candidates = [*(run_dir / "checkpoints").glob("last*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+    return max(candidates, key=lambda p: (_global_step(p), p.stat().st_mtime_ns), default=None)
+
+
+def _global_step(path: Path) -> int:
+    """A checkpoint's ``global_step`` (-1 when unreadable); memory-mapped, weights not read."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt.get("global_step", -1))
+    except Exception:  # a corrupt file loses to any readable one; resuming it says why
+        return -1
+
+
+def check_resume_value(cfg: DictConfig) -> None:
+    """``resume`` is ``auto`` or ``never``: anything else (false, no, ...) is refused, not read
+    as one of them."""
+    value = cfg.get("resume", "auto")
+    if not isinstance(value, str) or value not in RESUME_CHOICES:
+        shown = str(value).lower() if isinstance(value, bool) else value
+        raise UserError(
+            f"resume={shown}: use resume=auto (continue the run dir's checkpoint, the default) or "
+            "resume=never (refuse a run dir that holds checkpoints); ckpt_path=<file> resumes a "
+            "given checkpoint"
+        )
 
 
 def resolve_resume(cfg: DictConfig) -> str | None:
@@ -239,8 +270,25 @@ def _unless_lightning_stops(trainer, handler):
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``)."""
+    """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``).
+
+    One training per run dir at a time: a second one is refused with one line."""
     check_config(cfg)
+    check_resume_value(cfg)
+    if not is_rank_zero():  # the ranks Lightning (or SLURM, torchrun) started: rank 0 holds it
+        return _train(cfg)
+    hint = "wait for it to end, or pick another run_name (hydra.run.dir)"
+    with exclusive_lock(cfg.paths.output_dir, "another training", hint):
+        return _train(cfg)
+
+
+def is_rank_zero() -> bool:
+    """The first process of a (possibly distributed) run, by the launchers' environment."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(key, "0") in ("0", "") for key in ranks)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     resume_from = resolve_resume(cfg)
     if str(cfg.get("resume", "auto")) == "never":
