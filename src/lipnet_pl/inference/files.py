@@ -46,6 +46,33 @@ class PredictReport:
         self.failed.append((str(path), reason))
 
 
+def over_pixel_limit(path: str | Path, max_pixels: int | None) -> str | None:
+    """Why ``path`` is too large to parse (read from its header, nothing decoded), or None.
+
+    A 2.8 MB JPEG can hold 13500x13500 pixels (a decompression bomb): decoded, with its label
+    map and overlay, that is gigabytes. Files PIL cannot open are left to the decoder's error."""
+    if not max_pixels:
+        return None
+    import warnings
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # PIL's own bomb check
+    try:
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            width, height = image.size
+    except Exception:
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    if width * height <= int(max_pixels):
+        return None
+    return (
+        f"{width}x{height} = {width * height / 1e6:.0f} MP is over max_pixels={int(max_pixels)} "
+        f"({int(max_pixels) / 1e6:.0f} MP): raise max_pixels if the machine has the memory "
+        "(docs/inference.md: about 12 bytes per pixel), or resize the image"
+    )
+
+
 def is_stream(spec: str) -> bool:
     """A live or network source PyAV opens: a URL (rtsp/http/udp/...) or a device such as
     ``/dev/video0``."""
@@ -147,9 +174,9 @@ def save_outputs(
     }
     for kind in OUTPUT_KINDS:
         if save.get(kind, True):
-            image = makers[kind]()
+            made = makers[kind]()
             atomic_save(
                 output / kind / rel.with_suffix(".png"),
-                lambda tmp, image=image: image.save(tmp, format="PNG"),
+                lambda tmp, made=made: made.save(tmp, format="PNG"),
                 clean=False,  # once per run (run_predict), not once per file
             )

@@ -27,7 +27,12 @@ from lipnet_pl.core.viz import legend, overlay
 from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.data.media import is_video
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.files import PredictReport, collect_inputs, save_outputs
+from lipnet_pl.inference.files import (
+    PredictReport,
+    collect_inputs,
+    over_pixel_limit,
+    save_outputs,
+)
 from lipnet_pl.outputs import atomic_save, clean_stale_tree, writable_dir
 from lipnet_pl.runtime import resolve_device
 
@@ -76,15 +81,23 @@ def predict_images(
     batch_size: int,
     save: dict,
     alpha: float,
+    max_pixels: int | None = None,
 ) -> None:
-    """Predict image files in batches, writing every output kind for each."""
+    """Predict image files in batches, writing every output kind for each; an image over
+    ``max_pixels`` is a failed input (the others go on)."""
     with progress_bar() as progress:
         task = progress.add_task("images", total=len(files))
         for chunk in _batched(list(files), batch_size):
             loaded = []
             for source, rel in chunk:
+                too_big = over_pixel_limit(source, max_pixels)
+                if too_big:
+                    report.fail(source, too_big)
+                    console.print(f"[red]skipped[/red] {source}: {too_big}")
+                    progress.advance(task)
+                    continue
                 try:
-                    loaded.append((rel, decode_image(source)))
+                    loaded.append((rel, decode_image(source, exif=True)))
                 except DataFileError as err:
                     report.fail(source, str(err))
                     console.print(f"[red]skipped[/red] {source}: {err}")
@@ -166,6 +179,9 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         raise UserError("input is required: an image, a folder, a video, a stream URL or a list")
     if int(cfg.batch_size) < 1:
         raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    limit = cfg.get("max_pixels")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"max_pixels must be a positive whole number (or null), got {limit}")
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     inputs = plain(cfg.input)
@@ -202,7 +218,14 @@ def run_predict(cfg: DictConfig) -> PredictReport:
     save = plain(cfg.save) if cfg.get("save") else {}
     if images:
         predict_images(
-            predictor, images, output, report, int(cfg.batch_size), save, float(cfg.overlay_alpha)
+            predictor,
+            images,
+            output,
+            report,
+            int(cfg.batch_size),
+            save,
+            float(cfg.overlay_alpha),
+            max_pixels=cfg.get("max_pixels"),
         )
     for source, rel in videos:
         try:
