@@ -69,7 +69,7 @@ def over_pixel_limit(path: str | Path, max_pixels: int | None) -> str | None:
     return (
         f"{width}x{height} = {width * height / 1e6:.0f} MP is over max_pixels={int(max_pixels)} "
         f"({int(max_pixels) / 1e6:.0f} MP): raise max_pixels if the machine has the memory "
-        "(docs/inference.md: about 12 bytes per pixel), or resize the image"
+        "(docs/inference.md: about 13 bytes per pixel), or resize the image"
     )
 
 
