@@ -260,7 +260,9 @@ def exclusive_lock(folder: str | os.PathLike, what: str, hint: str):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise UserError(f"{folder} is in use: {what} (pid {holder}) runs there; {hint}") from None
+            raise UserError(
+                f"{folder} is in use: {what} (pid {holder}) runs there; {hint}"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path

@@ -26,7 +26,9 @@ def tmpfs(folder: Path, size_bytes: int) -> Iterator[Path]:
         text=True,
     )
     if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {done.stderr}")
+        pytest.skip(
+            f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {done.stderr}"
+        )
     try:
         yield folder
     finally:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from full_disk import fill, hidden, tmpfs
+
 from lipnet_pl.core.loader import load_model
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from full_disk import fill, hidden, tmpfs
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +36,9 @@ def test_a_rerun_inside_the_photos_folder_does_not_parse_its_own_outputs(
         assert done.returncode == 0, done.stderr[-3000:]
         assert images_done(done.stdout) == 2, done.stdout
     for _ in range(2):  # output= inside input=
-        done = cli("predict", [f"ckpt_path={random_ckpt}", f"input={folder}", "output=out"], cwd=folder)
+        done = cli(
+            "predict", [f"ckpt_path={random_ckpt}", f"input={folder}", "output=out"], cwd=folder
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert images_done(done.stdout) == 2, done.stdout
     assert not list((folder / "out").rglob("out"))  # no out/.../out nesting

@@ -40,14 +40,15 @@ def command(lip_root: Path, run_dir: Path, epochs: int) -> list[str]:
     ]
 
 
-def test_a_second_training_on_the_same_run_dir_is_refused_and_kill_9_frees_it(
-    lip_root, tmp_path
-):
+def test_a_second_training_on_the_same_run_dir_is_refused_and_kill_9_frees_it(lip_root, tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline"}
     quiet = dict(cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
     first = subprocess.Popen(
-        command(lip_root, run_dir, 500), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **quiet
+        command(lip_root, run_dir, 500),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **quiet,
     )
     try:
         deadline = time.monotonic() + 240

@@ -131,9 +131,7 @@ def _output_key(rel: Path) -> tuple[bool, str]:
     return is_video(rel), rel.with_suffix("").as_posix()
 
 
-def distinct_names(
-    found: list[tuple[str, Path]], report: PredictReport
-) -> list[tuple[str, Path]]:
+def distinct_names(found: list[tuple[str, Path]], report: PredictReport) -> list[tuple[str, Path]]:
     """Inputs whose outputs would share a name (``x.jpg`` and ``x.png``; two input folders with
     the same relative names) get distinct ones: ``x_jpg.png``, ``x_png.png``, then ``_2``,
     ``_3``... in input order. Names that do not collide are kept (and never taken)."""
