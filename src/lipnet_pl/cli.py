@@ -186,7 +186,11 @@ def _seed(cfg: DictConfig) -> None:
     if "seed" in cfg and cfg.seed is not None:
         from lightning.pytorch import seed_everything
 
-        seed_everything(int(cfg.seed), workers=True, verbose=False)
+        try:
+            seed = int(cfg.seed)
+        except (TypeError, ValueError):
+            raise UserError(f"seed={cfg.seed}: use a whole number (seed=42)") from None
+        seed_everything(seed, workers=True, verbose=False)
 
 
 def hydra_command(

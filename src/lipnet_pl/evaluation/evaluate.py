@@ -24,7 +24,7 @@ from lipnet_pl.core.loader import load_model
 from lipnet_pl.core.metrics import percent
 from lipnet_pl.core.predictor import inference_network
 from lipnet_pl.core.tta import tta_config
-from lipnet_pl.engine.builders import build_datamodule, build_trainer
+from lipnet_pl.engine.builders import build_datamodule, build_trainer, check_accelerator
 from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
@@ -56,6 +56,7 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def eval_device(cfg: DictConfig) -> str:
     """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
     ONNX session runs where Lightning puts the batches."""
+    check_accelerator(cfg.trainer)
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     return "cuda" if gpu else "cpu"

@@ -152,6 +152,30 @@ def check_resumable(path: Path) -> None:
         )
 
 
+def check_same_network(path: str, module) -> None:
+    """The checkpoint to resume holds this run's network (same model, widths, classes): a run
+    relaunched after changing them is one line, not Lightning's 100-line state_dict error."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = ckpt["state_dict"]
+    except Exception:  # unreadable: check_resumable / Lightning say why
+        return
+    mine = module.state_dict()
+    differ = sorted(set(state) ^ set(mine)) + sorted(
+        k for k in set(state) & set(mine) if tuple(state[k].shape) != tuple(mine[k].shape)
+    )
+    if differ:
+        saved = (ckpt.get("hyper_parameters") or {}).get("net")
+        raise UserError(
+            f"{path} holds another network than this run's model.net ({len(differ)} weights "
+            f"differ, e.g. {differ[0]}; the checkpoint's: {saved}): resume with the model, "
+            "widths and data.num_classes it was trained with, or start a new run (another "
+            "run_name)"
+        )
+
+
 def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
     """A new run never writes over another run's checkpoints."""
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
@@ -295,6 +319,8 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
         refuse_overwrite(cfg, resume_from)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
+    if resume_from is not None:
+        check_same_network(resume_from, module)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     callbacks = _default_callbacks(instantiate_group(cfg.get("callbacks"), "callbacks"), loggers)
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
