@@ -218,8 +218,8 @@ def hydra_command(
         def hydra_main(cfg: DictConfig) -> Any:
             started.append(True)
             quiet_libraries()
-            _seed(cfg)
             # errors are mapped inside the job: Hydra would otherwise add its own lines
+            exit_on_errors(_seed, cfg)
             result = exit_on_errors(task, cfg)
             return objective(result) if objective is not None else None
 
