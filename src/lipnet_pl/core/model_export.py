@@ -219,6 +219,11 @@ def resolve_check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, 
         return default
     if len(size) != 2 or min(int(s) for s in size) < 1:
         raise UserError(f"check_size must be [height, width], got {size}")
+    if not cfg.get("dynamic") and [int(s) for s in size] != list(default):
+        raise UserError(
+            f"check_size={list(size)}: a static export (dynamic=false) takes only the model's "
+            f"input size {list(default)}; pass dynamic=true to check it at another size"
+        )
     return int(size[0]), int(size[1])
 
 
