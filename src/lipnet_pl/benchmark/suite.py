@@ -373,7 +373,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
     round_settings(profile, "cuda" if device.type == "cuda" else "cpu")  # before measuring
     size = (int(cfg.height), int(cfg.width))
     if min(size) < 1:
-        raise UserError(f"size (height={size[0]}, width={size[1]}) must be >= 1 pixel, e.g. size=473")
+        raise UserError(
+            f"size (height={size[0]}, width={size[1]}) must be >= 1 pixel, e.g. size=473"
+        )
     load_start = [round(v, 2) for v in os.getloadavg()]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (reduced profile)"
     console.print(

@@ -64,7 +64,26 @@ def export_onnx(
         verbose=False,  # no "[torch.onnx] ..." progress lines
         dynamic_shapes=dynamic_shapes,
     )
+    if written_opset(path) != int(opset):
+        raise UserError(
+            f"opset={opset}: the exporter could not convert the model to it and wrote opset "
+            f"{written_opset(path)} instead: pass opset={written_opset(path)}"
+        )
     return path
+
+
+def max_opset() -> int:
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def written_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares (the exporter may fall back silently)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -124,8 +143,11 @@ def check_export_config(cfg: DictConfig) -> None:
         raise UserError("quantize=int8 needs format=onnx")
     if cfg.get("quantize") == "int8":
         check_calibration_root(cfg.calibration.get("data_root"))
-    if int(cfg.opset) < MIN_OPSET:
-        raise UserError(f"opset={cfg.opset}: use an ONNX opset >= {MIN_OPSET}")
+    if not MIN_OPSET <= int(cfg.opset) <= max_opset():
+        raise UserError(
+            f"opset={cfg.opset}: use an ONNX opset from {MIN_OPSET} to {max_opset()} (the "
+            "newest this onnx knows)"
+        )
     if float(cfg.tolerance) <= 0:
         raise UserError(f"tolerance must be > 0, got {cfg.tolerance}")
 

@@ -37,7 +37,9 @@ def check_optimizer(cfg: Mapping[str, Any]) -> None:
         except (TypeError, ValueError):
             raise ValueError(f"{key}={cfg[key]!r} is not a number") from None
         if not math.isfinite(value) or value < low or (strict and value == low):
-            raise ValueError(f"{key}={cfg[key]} must be a finite number {'>' if strict else '>='} 0")
+            raise ValueError(
+                f"{key}={cfg[key]} must be a finite number {'>' if strict else '>='} 0"
+            )
 
 
 def build_optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

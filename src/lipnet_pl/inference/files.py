@@ -36,11 +36,12 @@ class PredictReport:
     ignored: int = 0  # files in input folders that are neither images nor videos
     stopped: list[str] = field(default_factory=list)  # live sources that dropped or timed out
     renamed: list[tuple[str, Path]] = field(default_factory=list)  # (source, name): collisions
+    skipped: int = 0  # images whose outputs were all there (skip_existing=true)
     video_stats: dict[str, dict] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> int:
-        return self.images + self.videos
+        return self.images + self.videos + self.skipped
 
     def fail(self, path: Path | str, reason: str) -> None:
         self.failed.append((str(path), reason))
@@ -152,6 +153,13 @@ def distinct_names(found: list[tuple[str, Path]], report: PredictReport) -> list
         named.append((source, candidate))
         report.renamed.append((source, candidate))
     return named
+
+
+def outputs_exist(output: Path, rel: Path, save: Mapping[str, bool]) -> bool:
+    """Every enabled output of one image is on disk (each was renamed into place whole, so an
+    interrupted run leaves none half-written)."""
+    kinds = [kind for kind in OUTPUT_KINDS if save.get(kind, True)]
+    return bool(kinds) and all((output / k / rel.with_suffix(".png")).is_file() for k in kinds)
 
 
 def save_outputs(

@@ -30,6 +30,7 @@ from lipnet_pl.errors import UserError
 from lipnet_pl.inference.files import (
     PredictReport,
     collect_inputs,
+    outputs_exist,
     over_pixel_limit,
     save_outputs,
 )
@@ -82,6 +83,7 @@ def predict_images(
     save: dict,
     alpha: float,
     max_pixels: int | None = None,
+    skip_existing: bool = False,
 ) -> None:
     """Predict image files in batches, writing every output kind for each; an image over
     ``max_pixels`` is a failed input (the others go on)."""
@@ -90,6 +92,10 @@ def predict_images(
         for chunk in _batched(list(files), batch_size):
             loaded = []
             for source, rel in chunk:
+                if skip_existing and outputs_exist(output, rel, save):
+                    report.skipped += 1
+                    progress.advance(task)
+                    continue
                 too_big = over_pixel_limit(source, max_pixels)
                 if too_big:
                     report.fail(source, too_big)
@@ -179,6 +185,9 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         raise UserError("input is required: an image, a folder, a video, a stream URL or a list")
     if int(cfg.batch_size) < 1:
         raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    frames = cfg.video.get("max_frames")
+    if frames is not None and (not isinstance(frames, int) or frames < 1):
+        raise UserError(f"video.max_frames must be >= 1 (or null: every frame), got {frames}")
     limit = cfg.get("max_pixels")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise UserError(f"max_pixels must be a positive whole number (or null), got {limit}")
@@ -226,6 +235,7 @@ def run_predict(cfg: DictConfig) -> PredictReport:
             save,
             float(cfg.overlay_alpha),
             max_pixels=cfg.get("max_pixels"),
+            skip_existing=bool(cfg.get("skip_existing", False)),
         )
     for source, rel in videos:
         try:
@@ -240,7 +250,9 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         if stats["stop_reason"]:
             report.stopped.append(stopped_message(source, stats))
     console.print(
-        f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
+        f"done: {report.images} images"
+        f"{f' ({report.skipped} skipped: outputs exist)' if report.skipped else ''}, "
+        f"{report.videos} videos ({report.frames} frames) -> "
         f"{output}; {len(report.failed)} failed, {report.ignored} ignored (not images or videos)"
     )
     if report.stopped:  # the outputs are written; the run still failed
