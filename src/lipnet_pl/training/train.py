@@ -176,6 +176,19 @@ def check_same_network(path: str, module) -> None:
         )
 
 
+def check_batch_split(cfg: DictConfig, world_size: int) -> None:
+    """The global batch splits evenly over the processes: checked here, once, before Lightning
+    starts them (each would fail on its own, one traceback per rank)."""
+    for key in ("batch_size", "val_batch_size"):
+        size = cfg.data.get(key)
+        if isinstance(size, int) and world_size > 1 and size % world_size:
+            raise UserError(
+                f"data.{key}={size} is the GLOBAL batch size and must be divisible by the "
+                f"{world_size} processes (trainer.devices x trainer.num_nodes): use a multiple "
+                f"of {world_size}"
+            )
+
+
 def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
     """A new run never writes over another run's checkpoints."""
     ckpt_dir = Path(cfg.paths.output_dir) / "checkpoints"
@@ -325,6 +338,7 @@ def _train(cfg: DictConfig) -> dict[str, Any]:
     callbacks = _default_callbacks(instantiate_group(cfg.get("callbacks"), "callbacks"), loggers)
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, callbacks, loggers)
+    check_batch_split(cfg, int(trainer.world_size))
     _describe(module, dm)
     try:
         _fit(trainer, module, dm, resume_from)
