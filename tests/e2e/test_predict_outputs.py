@@ -59,3 +59,22 @@ def test_a_full_disk_stops_predict_with_one_line_and_whole_files(random_ckpt, tm
         for png in out.rglob("*.png"):  # what was written is whole
             with Image.open(png) as image:
                 image.load()
+
+
+def test_eval_on_a_full_disk_is_one_line(trained_ckpt, lip_root, tmp_path, cli):
+    """The validation panel and the reports of eval, written where there is no room."""
+    with tmpfs(tmp_path / "disk", 2 * 2**20) as disk:
+        fill(disk, leave_bytes=2 * 2**10)
+        args = [
+            f"ckpt_path={trained_ckpt}",
+            f"data.root={lip_root}",
+            "trainer=cpu",
+            f"trainer.default_root_dir={disk}",  # figures/val_panel_*.png
+            f"output={disk / 'out'}",
+        ]
+        done = cli("eval", args)
+        err = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        assert len(err) == 1 and "No space left on device" in err[0], done.stderr[-3000:]
+        assert hidden(disk) == []
