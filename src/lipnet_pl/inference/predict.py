@@ -179,8 +179,8 @@ def stopped_message(source: str, stats: dict[str, Any]) -> str:
     )
 
 
-def run_predict(cfg: DictConfig) -> PredictReport:
-    """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
+def check_predict_config(cfg: DictConfig) -> None:
+    """The values checked before anything loads: one line naming the key."""
     if cfg.get("input") in (None, "", "???"):
         raise UserError("input is required: an image, a folder, a video, a stream URL or a list")
     if int(cfg.batch_size) < 1:
@@ -191,6 +191,11 @@ def run_predict(cfg: DictConfig) -> PredictReport:
     limit = cfg.get("max_pixels")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise UserError(f"max_pixels must be a positive whole number (or null), got {limit}")
+
+
+def run_predict(cfg: DictConfig) -> PredictReport:
+    """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
+    check_predict_config(cfg)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     inputs = plain(cfg.input)
