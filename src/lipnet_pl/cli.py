@@ -187,7 +187,11 @@ def _seed(cfg: DictConfig) -> None:
     if "seed" in cfg and cfg.seed is not None:
         from lightning.pytorch import seed_everything
 
-        seed_everything(int(cfg.seed), workers=True, verbose=False)
+        try:
+            seed = int(cfg.seed)
+        except (TypeError, ValueError):
+            raise UserError(f"seed={cfg.seed}: use a whole number (seed=42)") from None
+        seed_everything(seed, workers=True, verbose=False)
 
 
 def hydra_command(
@@ -216,8 +220,8 @@ def hydra_command(
         def hydra_main(cfg: DictConfig) -> Any:
             started.append(True)
             quiet_libraries()
-            _seed(cfg)
             # errors are mapped inside the job: Hydra would otherwise add its own lines
+            exit_on_errors(_seed, cfg)
             result = exit_on_errors(task, cfg)
             return objective(result) if objective is not None else None
 

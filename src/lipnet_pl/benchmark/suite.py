@@ -125,7 +125,19 @@ def profile_dtypes(profile: DictConfig, device: torch.device) -> list[str]:
     return list(dict.fromkeys(dtypes))
 
 
-def round_settings(profile: DictConfig) -> RoundSettings:
+def round_settings(profile: DictConfig, name: str = "cpu") -> RoundSettings:
+    """The profile's round limits, checked: ``max_rounds=0`` would time nothing (nan rows)."""
+    low, high = int(profile.min_rounds), int(profile.max_rounds)
+    if not 1 <= low <= high:
+        raise UserError(
+            f"{name}.min_rounds={low}, {name}.max_rounds={high}: need 1 <= min_rounds <= "
+            "max_rounds (convergence is judged from 6 rounds on)"
+        )
+    if float(profile.ci_tolerance) <= 0 or float(profile.time_cap_s) <= 0:
+        raise UserError(
+            f"{name}.ci_tolerance={profile.ci_tolerance} and {name}.time_cap_s="
+            f"{profile.time_cap_s} must be > 0"
+        )
     return RoundSettings(
         min_rounds=int(profile.min_rounds),
         max_rounds=int(profile.max_rounds),
@@ -385,7 +397,12 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[list[Result], dict[str, Any]
     dtypes = profile_dtypes(profile, device)
     models = selected_models(cfg)
     check_model_lists(cfg)
+    round_settings(profile, "cuda" if device.type == "cuda" else "cpu")  # before measuring
     size = (int(cfg.height), int(cfg.width))
+    if min(size) < 1:
+        raise UserError(
+            f"size (height={size[0]}, width={size[1]}) must be >= 1 pixel, e.g. size=473"
+        )
     load_start = [round(v, 2) for v in os.getloadavg()]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (reduced profile)"
     console.print(

@@ -150,7 +150,27 @@ def _load_onnx(path: Path, device: str | torch.device, key: str) -> LoadedModel:
         net = OnnxRuntimeNet(path, device=str(device))
     except (ValueError, OSError) as err:
         raise CheckpointError(f"{key}={path}: {err}") from None
+    _check_onnx_fits_spec(net, spec, f"{key}={path}")
     return LoadedModel(net, spec, str(path), "onnx")
+
+
+def _check_onnx_fits_spec(net: OnnxRuntimeNet, spec, where: str) -> None:
+    """The graph's static sizes agree with its spec: every image is resized to the spec's
+    input size, and the spec names one class per output channel."""
+    _, _, height, width = net.input_shape
+    h, w = spec.input_size
+    if (height is not None and height != h) or (width is not None and width != w):
+        raise CheckpointError(
+            f"{where} takes fixed {height}x{width} inputs but its spec says input_size "
+            f"[{h}, {w}]: re-export it from the checkpoint (dynamic=true takes any size)"
+        )
+    dims = net._output_dims
+    channels = dims[1] if len(dims) == 4 and isinstance(dims[1], int) else None
+    if channels is not None and channels != spec.num_classes:
+        raise CheckpointError(
+            f"{where} outputs {channels} classes but its spec names {spec.num_classes}: the "
+            "metadata belongs to another model; re-export it from its checkpoint"
+        )
 
 
 def _load_pretrained(path: Path | str, key: str, device: str | torch.device) -> LoadedModel:

@@ -108,3 +108,9 @@ class LIPSegmentationMetrics(Metric):
         out["confmat"] = self.confmat.clone()
         out["num_images"] = self.num_images.clone()
         return out
+
+
+def percent(value: float | None, digits: int = 2) -> str:
+    """A score as every command prints it: percent with a % sign (``14.23%``), the unit of
+    published LIP results. Files (metrics.json, run_summary.json, logs) keep fractions."""
+    return "-" if value is None else f"{100 * float(value):.{digits}f}%"

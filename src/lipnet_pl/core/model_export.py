@@ -5,6 +5,7 @@ directly."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -41,7 +42,26 @@ def export_onnx(
         verbose=False,  # no "[torch.onnx] ..." progress lines
         dynamic_shapes=dynamic_shapes,
     )
+    if written_opset(path) != int(opset):
+        raise UserError(
+            f"opset={opset}: the exporter could not convert the model to it and wrote opset "
+            f"{written_opset(path)} instead: pass opset={written_opset(path)}"
+        )
     return path
+
+
+def max_opset() -> int:
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def written_opset(path: Path) -> int:
+    """The default-domain opset an ONNX file declares (the exporter may fall back silently)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Path:
@@ -52,7 +72,11 @@ def export_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Pat
             "ignore", FutureWarning
         )  # TorchScript is deprecated (said in the docs)
         traced = torch.jit.trace(net, example, check_trace=False)
-        torch.jit.save(traced, str(path))
+        # in memory first, then one write: torch.jit.save aborts the process on a full disk
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
     return path
 
 

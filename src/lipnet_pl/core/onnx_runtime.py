@@ -10,8 +10,6 @@ Lightning, TTA and prediction run it unchanged (no autograd: it is inference onl
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from lipnet_pl.core.spec import ModelSpec
+from lipnet_pl.outputs import atomic_path
 
 SPEC_KEY = "lipnet_pl.spec"
 CLASS_NAMES_KEY = "class_names"
@@ -71,14 +70,8 @@ def write_spec(onnx_path: str | Path, spec: ModelSpec, extra: dict[str, str] | N
     model.metadata_props.extend(kept)
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        _import_onnx().save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        _import_onnx().save(model, str(tmp))
     return path
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lipnet_pl.core.labels import class_argmax, resize_logits
+from lipnet_pl.core.labels import labels_uint8, resize_logits
 from lipnet_pl.core.loader import LoadedModel
 from lipnet_pl.core.tta import predict_logits, tta_config
 from lipnet_pl.data.transforms import preprocess
@@ -89,5 +89,10 @@ class Predictor:
         ]
 
     def predict(self, images: Sequence[np.ndarray | Tensor]) -> list[np.ndarray]:
-        """Per image, an HxW uint8 class-id map at the image's original size."""
-        return [class_argmax(lg).to(torch.uint8).cpu().numpy() for lg in self.logits(images)]
+        """Per image, an HxW uint8 class-id map at the image's original size (memory bounded
+        for any size: :func:`~lipnet_pl.core.labels.labels_uint8`)."""
+        out = self.network_logits(self.batch(images))
+        return [
+            labels_uint8(lg, as_chw_uint8(im).shape[-2:]).numpy()
+            for lg, im in zip(out, images, strict=True)
+        ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ from typing import Any
 import torch
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub import constants as hf_constants
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
 from lipnet_pl.core.spec import ModelSpec
 from lipnet_pl.models import build_model
+from lipnet_pl.outputs import atomic_dir
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -172,7 +175,14 @@ class PretrainedParser(
     def _save_pretrained(self, save_directory: Path) -> None:
         """The network's own keys (loadable without this class) and the spec as config.json."""
         weights = str(Path(save_directory) / WEIGHTS_NAME)
-        save_model(self.net, weights, metadata={"format": "pt"}, force_contiguous=True)
+        try:
+            save_model(self.net, weights, metadata={"format": "pt"}, force_contiguous=True)
+        except SafetensorError as err:  # a full disk is an OSError like any other write's
+            found = re.search(r"os error (\d+)", str(err))
+            if found is None:
+                raise
+            code = int(found.group(1))
+            raise OSError(code, os.strerror(code), weights) from err
         config = {"spec": self.spec.to_dict()}
         (Path(save_directory) / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
@@ -221,9 +231,14 @@ class PretrainedParser(
 def save_pretrained(
     net: nn.Module, spec: ModelSpec | Mapping[str, Any], directory: str | os.PathLike
 ) -> Path:
-    """Write ``net`` (a ``build_model(**spec.net)`` network) and ``spec`` into ``directory``."""
+    """Write ``net`` (a ``build_model(**spec.net)`` network) and ``spec`` into ``directory``.
+
+    Written into a temporary folder beside it that then replaces it: a write that fails (a full
+    disk) leaves the previous folder whole and loadable (:func:`lipnet_pl.outputs.atomic_dir`)."""
     directory = Path(directory)
-    PretrainedParser(spec, net).save_pretrained(directory)
+    parser = PretrainedParser(spec, net)
+    with atomic_dir(directory) as tmp:
+        parser.save_pretrained(tmp)
     return directory
 
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import numpy as np
 from lipnet_pl.core.int8_graph import prepare_for_int8
 from lipnet_pl.core.onnx_runtime import read_metadata
 from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
+from lipnet_pl.outputs import atomic_path, scratch_dir
 
 QUANT_KEY = "lipnet_pl.quantization"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -157,7 +156,7 @@ def quantize_onnx_int8(
     batches = _as_batches(calibration)
     q = _ort_quantization()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="lipnet_int8_", dir=out.parent) as tmp:
+    with scratch_dir(out) as tmp:
         model_in, input_name, kept_float = _int8_ready(q, src, Path(tmp), preprocess, exclude_nodes)
         quantized = Path(tmp) / "int8.onnx"
         # onnxruntime's calibrators print() their progress ("Collecting tensor data ..."): keep
@@ -199,9 +198,8 @@ def _save_with_metadata(model_path: Path, entries: dict[str, str], out: Path) ->
     del model.metadata_props[:]
     for key, value in entries.items():
         model.metadata_props.add(key=key, value=value)
-    staged = model_path.with_name("staged.onnx")
-    onnx.save(model, str(staged))
-    os.replace(staged, out)
+    with atomic_path(out) as staged:
+        onnx.save(model, str(staged))
 
 
 _ORT_METHOD = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}

@@ -71,8 +71,16 @@ def median_ci(values: list[float], z: float = 1.96) -> tuple[float, float, float
     return statistics.median(ordered), ordered[lo], ordered[hi]
 
 
+MIN_CI_VALUES = 6
+"""Below this many values the median's interval is the whole range (zero-width for one value):
+no convergence is claimed from it, whatever ``min_rounds`` says."""
+
+
 def within(values: list[float], tolerance: float) -> bool:
-    """Whether the 95 % interval of the median lies within +-``tolerance`` of it."""
+    """Whether the 95 % interval of the median lies within +-``tolerance`` of it (never with
+    fewer than :data:`MIN_CI_VALUES` values)."""
+    if len(values) < MIN_CI_VALUES:
+        return False
     med, lo, hi = median_ci(values)
     return lo >= med * (1 - tolerance) and hi <= med * (1 + tolerance)
 

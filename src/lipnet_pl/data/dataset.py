@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_jpeg, decode_png
@@ -65,11 +65,13 @@ def _pil_to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_image(path: str | Path) -> torch.Tensor:
+def decode_image(path: str | Path, exif: bool = False) -> torch.Tensor:
     """Read an image of any mode as uint8 RGB ``[3,H,W]``; errors name the file.
 
     JPEGs go through torchvision's libjpeg-turbo decoder (fast, handles greyscale and CMYK);
-    anything else, or a JPEG it rejects, through PIL.
+    anything else, or a JPEG it rejects, through PIL. ``exif=True`` turns the pixels upright by
+    the EXIF orientation tag (phone portraits are stored sideways with that tag); LIP's labels
+    are aligned with the stored pixels, so training and eval read them as stored.
     """
     path = Path(path)
     try:
@@ -79,14 +81,16 @@ def decode_image(path: str | Path) -> torch.Tensor:
     if data[:3] == _JPEG_MAGIC:
         try:
             return decode_jpeg(
-                torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
+                torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                mode=ImageReadMode.RGB,
+                apply_exif_orientation=exif,
             )
         except RuntimeError:
             pass  # fall back to PIL, which reads more JPEG variants
     try:
         with Image.open(path) as img:
             img.load()
-            rgb = _pil_to_rgb(img)
+            rgb = _pil_to_rgb(ImageOps.exif_transpose(img) if exif else img)
     except Exception as err:  # PIL raises many types for truncated/corrupt files
         raise DataFileError(f"cannot decode image {path}: {err}", path) from err
     return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).contiguous()

@@ -141,6 +141,11 @@ def find_layout(
     images but no label folder.
     """
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():  # FileNotFoundError: every caller maps that one
+        raise FileNotFoundError(
+            f"LIP root {root} (config key {key}) is a file, not a folder: point {key} at the "
+            f"folder that holds your LIP copy; {README_HINT}"
+        )
     if not root.is_dir():
         raise FileNotFoundError(
             f"LIP root {root} (config key {key}) does not exist: point {key} at your LIP "

@@ -14,6 +14,7 @@ from lipnet_pl.config import config_errors, plain
 from lipnet_pl.data.layout import find_layout, missing_split_message
 from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
 from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.optim import check_optimizer
 from lipnet_pl.engine.requeue import cluster_plugins
 from lipnet_pl.errors import UserError
 from lipnet_pl.precision import trainer_precision
@@ -44,6 +45,8 @@ def build_datamodule(cfg: DictConfig, splits=("train", "val"), **overrides: Any)
 
 
 def build_module(cfg: DictConfig, dm):
+    with config_errors("module.optimizer"):
+        check_optimizer(plain(cfg.module.get("optimizer")) or {})
     with config_errors("model.net"):
         return SegmentationModule(
             net=plain(cfg.model.net),
@@ -66,9 +69,24 @@ def instantiate_group(group: DictConfig | None, key: str) -> list[Any]:
         ]
 
 
+def check_accelerator(trainer_cfg) -> None:
+    """``trainer=gpu`` on a machine without a usable CUDA device is one line, not a CUDA
+    traceback from deep inside Lightning."""
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto")).lower()
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise UserError(
+            f"trainer.accelerator={accelerator} (trainer=gpu/ddp) needs a CUDA GPU, and none is "
+            "usable here (torch.cuda.is_available() is False: no GPU, no driver, or "
+            "CUDA_VISIBLE_DEVICES hides it): use trainer=cpu"
+        )
+
+
 def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]):
     """``cfg.trainer`` with atomic checkpoint writes; our one-line model summary replaces
     Lightning's table (which prints ``Total FLOPs: 0``)."""
+    check_accelerator(cfg.trainer)
     trainer_cfg = plain(cfg.trainer)
     trainer_cfg.setdefault("enable_model_summary", False)
     trainer_cfg["precision"] = trainer_precision(

@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lipnet_pl.core.metrics import percent
 from lipnet_pl.core.viz import denormalize, panel
+from lipnet_pl.outputs import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -284,8 +286,8 @@ class ValidationPanels(Callback):
         grid = np.concatenate(rows, axis=0)
         out = Path(trainer.default_root_dir) / "figures"
         out = out / f"val_panel_epoch{trainer.current_epoch:03d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(grid).save(out)
+        image = Image.fromarray(grid)
+        atomic_save(out, lambda tmp: image.save(tmp, format="PNG"), key="hydra.run.dir")
         self.last_path = out
         _log_image(trainer, grid)
 
@@ -317,7 +319,7 @@ class ProgressBar(RichProgressBar):
         self._calls += 1
         if trainer.training and self._cached and self._calls % self.metrics_every:
             return self._cached
-        items = super().get_metrics(trainer, pl_module)
+        items = shown_as_percent(super().get_metrics(trainer, pl_module))
         items.pop("v_num", None)
         items.update(rate_items(find_callback(trainer, ThroughputMonitor)))
         self._cached = items
@@ -339,6 +341,20 @@ def cpu_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+PERCENT_METRICS = ("miou", "lr_miou", "pixel_acc", "mean_acc", "paper_miou_per_image")
+
+
+def shown_as_percent(items: dict[str, Any]) -> dict[str, Any]:
+    """The bar's ``val/miou`` etc. in the unit eval and the demo print (percent, with %); the
+    logged values stay fractions."""
+    return {
+        key: percent(value)
+        if key.removeprefix("val/") in PERCENT_METRICS and isinstance(value, int | float)
+        else value
+        for key, value in items.items()
+    }
 
 
 def find_callback(trainer: pl.Trainer, kind: type) -> Any | None:

@@ -10,52 +10,19 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lipnet_pl.errors import UserError
+from lipnet_pl import outputs
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, rename over ``path``."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise _write_error(path, err) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise _write_error(path, err) from err
-        raise
-    try:  # persist the rename itself
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
-
-
-def _write_error(path: Path, err: OSError) -> UserError:
-    """A full disk or a folder that went away is the user's to fix: one line naming the file."""
-    return UserError(
-        f"cannot write {path} ({err.strerror or err}): free space on that drive or write the "
-        f"run elsewhere (hydra.run.dir=...); the previous {path.name}, if any, is intact"
-    )
+    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, rename over ``path``
+    (:func:`lipnet_pl.outputs.atomic_write`; a full disk names ``hydra.run.dir``)."""
+    return outputs.atomic_write(path, write, key="hydra.run.dir")
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

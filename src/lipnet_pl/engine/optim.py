@@ -26,6 +26,22 @@ DEFAULT_SCHEDULER = {
 SCHEDULES = ("poly", "cosine", "constant")
 
 
+def check_optimizer(cfg: Mapping[str, Any]) -> None:
+    """``lr`` a finite number > 0 and ``weight_decay`` finite and >= 0, checked when the config
+    is read (the optimiser itself is built inside ``fit``, where a bad value is a traceback)."""
+    for key, low, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False)):
+        if key not in cfg:
+            continue
+        try:
+            value = float(cfg[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}={cfg[key]!r} is not a number") from None
+        if not math.isfinite(value) or value < low or (strict and value == low):
+            raise ValueError(
+                f"{key}={cfg[key]} must be a finite number {'>' if strict else '>='} 0"
+            )
+
+
 def build_optimizer(net: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """``cfg``: ``name`` (``sgd``, ``adamw`` or any timm optimiser), ``lr``, ``weight_decay``,
     and the optimiser's own options (``momentum``, ``nesterov``, ``betas``, ...)."""

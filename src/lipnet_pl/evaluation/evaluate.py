@@ -20,9 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.core.backends import select_backend
 from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.metrics import percent
 from lipnet_pl.core.predictor import inference_network
 from lipnet_pl.core.tta import tta_config
-from lipnet_pl.engine.builders import build_datamodule, build_trainer
+from lipnet_pl.engine.builders import build_datamodule, build_trainer, check_accelerator
 from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
 from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.errors import UserError
@@ -55,6 +56,7 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def eval_device(cfg: DictConfig) -> str:
     """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
     ONNX session runs where Lightning puts the batches."""
+    check_accelerator(cfg.trainer)
     if not trainer_uses_gpu(cfg.trainer):
         return "cpu"
     # this process's GPU: its local rank under DDP, mapped through an explicit device list
@@ -107,9 +109,9 @@ def report(results: dict[str, Any], out_dir: str | Path) -> None:
     """The command's last line."""
     if results:
         lr = results.get("lr_miou")
-        lr_text = "" if lr is None else f" | left/right mIoU {100 * lr:.2f}"
+        lr_text = "" if lr is None else f" | left/right mIoU {percent(lr)}"
         print(
-            f"val mIoU {100 * results['miou']:.2f} | pixel acc {100 * results['pixel_acc']:.2f} | "
-            f"mean acc {100 * results['mean_acc']:.2f}{lr_text} | paper per-image mIoU (not "
-            f"comparable) {100 * results['paper_miou_per_image']:.2f} -> {out_dir}"
+            f"val mIoU {percent(results['miou'])} | pixel acc {percent(results['pixel_acc'])} | "
+            f"mean acc {percent(results['mean_acc'])}{lr_text} | paper per-image mIoU (not "
+            f"comparable) {percent(results['paper_miou_per_image'])} -> {out_dir}"
         )

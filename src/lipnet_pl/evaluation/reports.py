@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from lipnet_pl.outputs import atomic_save  # noqa: E402
+
 
 def iou_markdown_table(iou: Mapping[str, float], summary: Mapping[str, float] | None = None) -> str:
     """Markdown table of per-class IoU (in %), preceded by the summary metrics if given."""
@@ -40,7 +42,7 @@ def plot_per_class_iou(
     ax.barh(range(len(names)), values, color="tab:blue")
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    ax.axvline(values.mean(), color="tab:red", linestyle="--", label=f"mIoU {values.mean():.1f}")
+    ax.axvline(values.mean(), color="tab:red", linestyle="--", label=f"mIoU {values.mean():.1f}%")
     ax.set_xlim(0, 100)
     ax.set_xlabel("IoU (%)")
     ax.set_title(title)
@@ -71,11 +73,10 @@ def plot_confusion_matrix(confmat, names: Sequence[str], path: str | Path) -> Pa
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 HEADLINE = ("miou", "pixel_acc", "mean_acc", "lr_miou", "paper_miou_per_image")
@@ -94,10 +95,12 @@ def write_reports(
         "iou_plot": out_dir / "per_class_iou.png",
         "confusion_plot": out_dir / "confusion_matrix.png",
     }
-    files["metrics"].write_text(json.dumps({**results, **extra}, indent=2))
+    metrics = json.dumps({**results, **extra}, indent=2)
+    atomic_save(files["metrics"], lambda tmp: tmp.write_text(metrics))
     headline = {k: results[k] for k in HEADLINE if results.get(k) is not None}
-    files["table"].write_text(iou_markdown_table(results["iou"], headline))
-    title = f"per-class IoU (mIoU {100 * results['miou']:.2f})"
+    table = iou_markdown_table(results["iou"], headline)
+    atomic_save(files["table"], lambda tmp: tmp.write_text(table))
+    title = f"per-class IoU (mIoU {100 * results['miou']:.2f}%)"
     plot_per_class_iou(results["iou"], files["iou_plot"], title=title)
     plot_confusion_matrix(results["confmat"], names, files["confusion_plot"])
     return files

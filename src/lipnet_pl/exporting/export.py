@@ -18,7 +18,6 @@ parity check it calls live in :mod:`lipnet_pl.core.model_export` and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from lipnet_pl.core.model_export import (
     check_parity,
     export_onnx,
     export_torchscript,
+    max_opset,
 )
 from lipnet_pl.core.onnx_runtime import write_spec
 from lipnet_pl.core.pretrained import save_pretrained
@@ -40,7 +40,7 @@ from lipnet_pl.core.quantize import calibration_batches, quantize_onnx_int8
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import count_batchnorm, fold_batchnorm
-from lipnet_pl.outputs import writable_dir, writable_file
+from lipnet_pl.outputs import atomic_path, writable_dir, writable_file
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pretrained": "_pretrained"}
@@ -58,8 +58,11 @@ def check_export_config(cfg: DictConfig) -> None:
         raise UserError("quantize=int8 needs format=onnx")
     if cfg.get("quantize") == "int8":
         check_calibration_root(cfg.calibration.get("data_root"))
-    if int(cfg.opset) < MIN_OPSET:
-        raise UserError(f"opset={cfg.opset}: use an ONNX opset >= {MIN_OPSET}")
+    if not MIN_OPSET <= int(cfg.opset) <= max_opset():
+        raise UserError(
+            f"opset={cfg.opset}: use an ONNX opset from {MIN_OPSET} to {max_opset()} (the "
+            "newest this onnx knows)"
+        )
     if float(cfg.tolerance) <= 0:
         raise UserError(f"tolerance must be > 0, got {cfg.tolerance}")
 
@@ -107,22 +110,13 @@ def export(cfg: DictConfig) -> tuple[Path, list[float]]:
     h, w = loaded.spec.input_size
     example = torch.randn(1, 3, h, w)
     # write beside the target, check, then rename: a failed export never replaces a good file
-    partial = out.with_name(f".{out.name}.partial{out.suffix}")
-    try:
+    with atomic_path(out) as partial:
         if cfg.format == "onnx":
             export_onnx(folded, example, partial, bool(cfg.dynamic), int(cfg.opset))
             write_spec(partial, loaded.spec)
         else:
             export_torchscript(folded, example, partial)
         diffs = check_all(reference, partial, cfg, resolve_check_size(cfg, loaded.spec.input_size))
-        os.replace(partial, out)
-    except OSError as err:  # a full disk, a drive that went away
-        raise UserError(
-            f"cannot write {out} ({err.strerror or err}): free space on that drive or pass "
-            f"output=<a path elsewhere>; {out.name}, if it existed, is unchanged"
-        ) from err
-    finally:
-        partial.unlink(missing_ok=True)
     kind = "dynamic" if cfg.dynamic else "static"
     console.print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, {kind} shapes)")
     if cfg.get("quantize") == "int8":
@@ -162,6 +156,11 @@ def resolve_check_size(cfg: DictConfig, default: tuple[int, int]) -> tuple[int, 
         return default
     if len(size) != 2 or min(int(s) for s in size) < 1:
         raise UserError(f"check_size must be [height, width], got {size}")
+    if not cfg.get("dynamic") and [int(s) for s in size] != list(default):
+        raise UserError(
+            f"check_size={list(size)}: a static export (dynamic=false) takes only the model's "
+            f"input size {list(default)}; pass dynamic=true to check it at another size"
+        )
     return int(size[0]), int(size[1])
 
 

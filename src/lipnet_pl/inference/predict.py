@@ -27,8 +27,14 @@ from lipnet_pl.core.viz import legend, overlay
 from lipnet_pl.data.dataset import DataFileError, decode_image
 from lipnet_pl.data.media import is_video
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.files import PredictReport, collect_inputs, save_outputs
-from lipnet_pl.outputs import writable_dir
+from lipnet_pl.inference.files import (
+    PredictReport,
+    collect_inputs,
+    outputs_exist,
+    over_pixel_limit,
+    save_outputs,
+)
+from lipnet_pl.outputs import atomic_save, clean_stale_tree, writable_dir
 from lipnet_pl.runtime import resolve_device
 
 console = Console(soft_wrap=True)  # long paths stay on one greppable line
@@ -76,15 +82,28 @@ def predict_images(
     batch_size: int,
     save: dict,
     alpha: float,
+    max_pixels: int | None = None,
+    skip_existing: bool = False,
 ) -> None:
-    """Predict image files in batches, writing every output kind for each."""
+    """Predict image files in batches, writing every output kind for each; an image over
+    ``max_pixels`` is a failed input (the others go on)."""
     with progress_bar() as progress:
         task = progress.add_task("images", total=len(files))
         for chunk in _batched(list(files), batch_size):
             loaded = []
             for source, rel in chunk:
+                if skip_existing and outputs_exist(output, rel, save):
+                    report.skipped += 1
+                    progress.advance(task)
+                    continue
+                too_big = over_pixel_limit(source, max_pixels)
+                if too_big:
+                    report.fail(source, too_big)
+                    console.print(f"[red]skipped[/red] {source}: {too_big}")
+                    progress.advance(task)
+                    continue
                 try:
-                    loaded.append((rel, decode_image(source)))
+                    loaded.append((rel, decode_image(source, exif=True)))
                 except DataFileError as err:
                     report.fail(source, str(err))
                     console.print(f"[red]skipped[/red] {source}: {err}")
@@ -129,7 +148,8 @@ def predict_video(
             reconnect=int(video.get("reconnect") or 0),
         )
     legend_path = output / rel.parent / f"{Path(rel).stem}_legend.png"
-    Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes)).save(legend_path)
+    image = Image.fromarray(legend(sorted(stats.classes_seen), predictor.classes))
+    atomic_save(legend_path, lambda tmp: image.save(tmp, format="PNG"))
     console.print(
         f"{source}: {stats.frames} frames ({stats.dropped} dropped"
         f"{f', {stats.reconnects} reconnects' if stats.reconnects else ''}) -> {stats.output} | "
@@ -159,12 +179,23 @@ def stopped_message(source: str, stats: dict[str, Any]) -> str:
     )
 
 
-def run_predict(cfg: DictConfig) -> PredictReport:
-    """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
+def check_predict_config(cfg: DictConfig) -> None:
+    """The values checked before anything loads: one line naming the key."""
     if cfg.get("input") in (None, "", "???"):
         raise UserError("input is required: an image, a folder, a video, a stream URL or a list")
     if int(cfg.batch_size) < 1:
         raise UserError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    frames = cfg.video.get("max_frames")
+    if frames is not None and (not isinstance(frames, int) or frames < 1):
+        raise UserError(f"video.max_frames must be >= 1 (or null: every frame), got {frames}")
+    limit = cfg.get("max_pixels")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise UserError(f"max_pixels must be a positive whole number (or null), got {limit}")
+
+
+def run_predict(cfg: DictConfig) -> PredictReport:
+    """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
+    check_predict_config(cfg)
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     inputs = plain(cfg.input)
@@ -173,6 +204,7 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         output = writable_dir(cfg.output, "output")
     else:
         output = writable_dir(Path(cfg.paths.output_dir) / "predictions", "paths.output_dir")
+    clean_stale_tree(output)  # temporaries of a run that was killed
     with config_errors("tta"):
         tta = tta_config(plain(cfg.tta))
     device = resolve_device(str(cfg.device))
@@ -187,17 +219,28 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         f"threads {torch.get_num_threads()}"
     )
     report = PredictReport()
-    files = collect_inputs(inputs, report)
+    runs = Path(cfg.paths.root_dir) / "outputs"  # every command's run dirs (hydra.run.dir)
+    files = collect_inputs(inputs, report, exclude=[output, work, runs])
     for source, reason in report.failed:
         console.print(f"[red]skipped[/red] {source}: {reason}")
     if report.ignored:
         console.print(f"ignored {report.ignored} files that are neither images nor videos")
+    for source, name in report.renamed:
+        console.print(f"{source}: written as {name.with_suffix('')} (another input has its name)")
     images = [(s, r) for s, r in files if not is_video(Path(r))]
     videos = [(s, r) for s, r in files if is_video(Path(r))]
     save = plain(cfg.save) if cfg.get("save") else {}
     if images:
         predict_images(
-            predictor, images, output, report, int(cfg.batch_size), save, float(cfg.overlay_alpha)
+            predictor,
+            images,
+            output,
+            report,
+            int(cfg.batch_size),
+            save,
+            float(cfg.overlay_alpha),
+            max_pixels=cfg.get("max_pixels"),
+            skip_existing=bool(cfg.get("skip_existing", False)),
         )
     for source, rel in videos:
         try:
@@ -212,7 +255,9 @@ def run_predict(cfg: DictConfig) -> PredictReport:
         if stats["stop_reason"]:
             report.stopped.append(stopped_message(source, stats))
     console.print(
-        f"done: {report.images} images, {report.videos} videos ({report.frames} frames) -> "
+        f"done: {report.images} images"
+        f"{f' ({report.skipped} skipped: outputs exist)' if report.skipped else ''}, "
+        f"{report.videos} videos ({report.frames} frames) -> "
         f"{output}; {len(report.failed)} failed, {report.ignored} ignored (not images or videos)"
     )
     if report.stopped:  # the outputs are written; the run still failed

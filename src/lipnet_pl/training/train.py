@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from lipnet_pl.engine.requeue import SlurmRequeue, restart_count
 from lipnet_pl.errors import Terminated, UserError
 from lipnet_pl.hydra_runtime import is_multirun, job_overrides, launched_by_slurm
 from lipnet_pl.models.summary import count_gflops, count_parameters
+from lipnet_pl.outputs import exclusive_lock
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
+RESUME_CHOICES = ("auto", "never")
+
+
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The furthest ``checkpoints/last*.ckpt`` or SLURM ``hpc_ckpt_*.ckpt`` of a run dir.
 
@@ -84,6 +89,19 @@ def _resume_rank(path: Path) -> tuple[int, int, int, int]:
         kind, digits = 1, path.stem.removeprefix("hpc_ckpt_")
         number = int(digits) if digits.isdigit() else 0
     return step, kind, number, path.stat().st_mtime_ns
+
+
+def check_resume_value(cfg: DictConfig) -> None:
+    """``resume`` is ``auto`` or ``never``: anything else (false, no, ...) is refused, not read
+    as one of them."""
+    value = cfg.get("resume", "auto")
+    if not isinstance(value, str) or value not in RESUME_CHOICES:
+        shown = str(value).lower() if isinstance(value, bool) else value
+        raise UserError(
+            f"resume={shown}: use resume=auto (continue the run dir's checkpoint, the default) or "
+            "resume=never (refuse a run dir that holds checkpoints); ckpt_path=<file> resumes a "
+            "given checkpoint"
+        )
 
 
 def resolve_resume(cfg: DictConfig) -> str | None:
@@ -130,6 +148,43 @@ def check_resumable(path: Path) -> None:
             f"ckpt_path={path} is not a lipnet_pl training checkpoint (it lacks the training "
             f"state): resume from <run dir>/checkpoints/last.ckpt; {HINT}"
         )
+
+
+def check_same_network(path: str, module) -> None:
+    """The checkpoint to resume holds this run's network (same model, widths, classes): a run
+    relaunched after changing them is one line, not Lightning's 100-line state_dict error."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = ckpt["state_dict"]
+    except Exception:  # unreadable: check_resumable / Lightning say why
+        return
+    mine = module.state_dict()
+    differ = sorted(set(state) ^ set(mine)) + sorted(
+        k for k in set(state) & set(mine) if tuple(state[k].shape) != tuple(mine[k].shape)
+    )
+    if differ:
+        saved = (ckpt.get("hyper_parameters") or {}).get("net")
+        raise UserError(
+            f"{path} holds another network than this run's model.net ({len(differ)} weights "
+            f"differ, e.g. {differ[0]}; the checkpoint's: {saved}): resume with the model, "
+            "widths and data.num_classes it was trained with, or start a new run (another "
+            "run_name)"
+        )
+
+
+def check_batch_split(cfg: DictConfig, world_size: int) -> None:
+    """The global batch splits evenly over the processes: checked here, once, before Lightning
+    starts them (each would fail on its own, one traceback per rank)."""
+    for key in ("batch_size", "val_batch_size"):
+        size = cfg.data.get(key)
+        if isinstance(size, int) and world_size > 1 and size % world_size:
+            raise UserError(
+                f"data.{key}={size} is the GLOBAL batch size and must be divisible by the "
+                f"{world_size} processes (trainer.devices x trainer.num_nodes): use a multiple "
+                f"of {world_size}"
+            )
 
 
 def refuse_overwrite(cfg: DictConfig, resume_from: str | None) -> None:
@@ -253,18 +308,38 @@ def _unless_lightning_stops(trainer, handler):
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``)."""
+    """Fit ``cfg`` and return the run summary (also written to ``cfg.summary_file``).
+
+    One training per run dir at a time: a second one is refused with one line."""
     check_config(cfg)
+    check_resume_value(cfg)
+    if not is_rank_zero():  # the ranks Lightning (or SLURM, torchrun) started: rank 0 holds it
+        return _train(cfg)
+    hint = "wait for it to end, or pick another run_name (hydra.run.dir)"
+    with exclusive_lock(cfg.paths.output_dir, "another training", hint):
+        return _train(cfg)
+
+
+def is_rank_zero() -> bool:
+    """The first process of a (possibly distributed) run, by the launchers' environment."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(os.environ.get(key, "0") in ("0", "") for key in ranks)
+
+
+def _train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     resume_from = resolve_resume(cfg)
     if str(cfg.get("resume", "auto")) == "never":
         refuse_overwrite(cfg, resume_from)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
+    if resume_from is not None:
+        check_same_network(resume_from, module)
     loggers = instantiate_group(cfg.get("logger"), "logger")
     callbacks = _default_callbacks(instantiate_group(cfg.get("callbacks"), "callbacks"), loggers)
     Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, callbacks, loggers)
+    check_batch_split(cfg, int(trainer.world_size))
     _describe(module, dm)
     try:
         _fit(trainer, module, dm, resume_from)

@@ -2,7 +2,7 @@
 
 Trains with the given training config (``conf/demo.yaml`` = ``experiment=demo``), evaluates the
 best checkpoint with flip TTA (standard protocol, synthetic val split), predicts a few test
-images and prints where everything is. The last line is exactly ``val mIoU: 0.NN``.
+images and prints where everything is. The last line is exactly ``val mIoU: NN.NN%`` (:func:`final_line`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from lipnet_pl.config import compose
+from lipnet_pl.core.metrics import percent
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.inference.predict import run_predict
@@ -81,9 +82,14 @@ def run_demo(cfg: DictConfig) -> dict[str, Any]:
     print(f"  validation panels   {run_dir / 'figures'}")
     print(f"  test predictions    {pred_dir}")
     print(
-        f"  pixel acc {results['pixel_acc']:.3f} | mean acc {results['mean_acc']:.3f} | "
-        f"left/right mIoU {'-' if lr is None else f'{lr:.3f}'} | paper per-image mIoU "
-        f"(not comparable) {results['paper_miou_per_image']:.3f}"
+        f"  pixel acc {percent(results['pixel_acc'])} | mean acc {percent(results['mean_acc'])} "
+        f"| left/right mIoU {percent(lr)} | paper per-image mIoU "
+        f"(not comparable) {percent(results['paper_miou_per_image'])}"
     )
-    print(f"val mIoU: {results['miou']:.2f}")
+    print(final_line(results))
     return {**results, "train_summary": summary, "wall_s": wall}
+
+
+def final_line(results: dict) -> str:
+    """The demo's last line: mIoU in the unit eval and training print (percent, with %)."""
+    return f"val mIoU: {percent(results['miou'])}"

@@ -22,6 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from lipnet_pl.benchmark.suite import run as run_bench
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
+from lipnet_pl.core.metrics import percent
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.evaluation.evaluate import evaluate
@@ -168,7 +169,7 @@ def train(s: Settings, step: Step, compiled: bool) -> None:
             )
             step.lines.append(
                 f"peak {summary.get('peak_gpu_mem_mib')} MiB over the memory in use at the "
-                f"start, val mIoU {summary['best_val_miou']:.3f}"
+                f"start, val mIoU {percent(summary['best_val_miou'])}"
             )
 
 
@@ -192,7 +193,7 @@ def eval_predict(s: Settings, step: Step, ckpt: str) -> None:
             ],
         )
     )
-    step.lines.append(f"eval (flip TTA, fp32): val mIoU {results['miou']:.3f}")
+    step.lines.append(f"eval (flip TTA, fp32): val mIoU {percent(results['miou'])}")
     video = make_video(s.out / "clip.mp4", s.size)
     images = sorted(find_layout(root)["test"].image_dir.glob("*.jpg"))[:8]
     inputs = ",".join(map(str, [*images, video]))

@@ -1,0 +1,75 @@
+"""One training per run dir: a second identical launch while the first runs is refused with one
+line, and a run killed with SIGKILL leaves no stale lock (issue 28, item 2)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny import TINY_NET
+
+pytestmark = pytest.mark.slow
+
+
+def command(lip_root: Path, run_dir: Path, epochs: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "lipnet_pl.train",
+        "data=lip",
+        f"data.root={lip_root}",
+        "data.crop_size=[64,64]",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer=cpu",
+        f"trainer.max_epochs={epochs}",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "callbacks.step_checkpoint.every_n_train_steps=1",
+        "callbacks.progress_bar=null",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        *TINY_NET,
+    ]
+
+
+def test_a_second_training_on_the_same_run_dir_is_refused_and_kill_9_frees_it(lip_root, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    quiet = dict(cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command(lip_root, run_dir, 500),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **quiet,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints").is_dir():  # training has started
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended"
+            time.sleep(0.2)
+        second = subprocess.run(
+            command(lip_root, run_dir, 500), capture_output=True, text=True, timeout=300, **quiet
+        )
+        assert first.poll() is None, "the first run must still be training"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr[-3000:]
+    assert f"{run_dir} is in use: another training (pid {first.pid}) runs there" in lines[0]
+    # the killed run left its lock file, but not its lock: the relaunch resumes and goes on
+    step = torch.load(run_dir / "checkpoints/last-step.ckpt", weights_only=True)["global_step"]
+    relaunch = [*command(lip_root, run_dir, 500), f"+trainer.max_steps={step + 2}"]
+    third = subprocess.run(relaunch, capture_output=True, text=True, timeout=300, **quiet)
+    assert third.returncode == 0, third.stderr[-3000:]
+    ckpt = torch.load(run_dir / "checkpoints/last-step.ckpt", weights_only=True)
+    assert ckpt["global_step"] == step + 2

@@ -1,0 +1,31 @@
+"""bench's round limits (issue 28, item 9): too few rounds never count as converged, and limits
+that would time nothing are refused with one line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lipnet_pl.benchmark.timing import interleaved_rounds, within
+from omegaconf import OmegaConf
+
+from lipnet_pl.benchmark.suite import round_settings
+from lipnet_pl.errors import UserError
+
+PROFILE = dict(min_rounds=1, max_rounds=8, ci_tolerance=0.05, time_cap_s=60)
+
+
+def test_one_round_is_not_convergence():
+    assert not within([3.0], 0.05)  # a zero-width interval from one value
+    assert within([3.0] * 6, 0.05)
+    rounds = interleaved_rounds({"a": lambda: None}, torch.device("cpu"), 1, 8, 0.5, 60.0)
+    assert len(rounds.times["a"]) >= 6
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("max_rounds", 0), ("min_rounds", 0), ("min_rounds", 9), ("time_cap_s", 0)]
+)
+def test_round_limits_that_time_nothing_are_refused(key, value):
+    profile = OmegaConf.create({**PROFILE, key: value})
+    with pytest.raises(UserError, match=r"cpu\.(min_rounds|ci_tolerance)="):
+        round_settings(profile, "cpu")
+    assert round_settings(OmegaConf.create(PROFILE), "cpu").max_rounds == 8
