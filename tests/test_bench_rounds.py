@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lipnet_pl.benchmark.timing import interleaved_rounds, within
 from omegaconf import OmegaConf
 
 from lipnet_pl.benchmark.suite import round_settings
+from lipnet_pl.core.timing import interleaved_rounds, within
 from lipnet_pl.errors import UserError
 
 PROFILE = dict(min_rounds=1, max_rounds=8, ci_tolerance=0.05, time_cap_s=60)
