@@ -41,7 +41,7 @@ def test_predict_loads_the_model_on_its_device(load_spy, monkeypatch, tmp_path):
         "predict", ["ckpt_path=model.onnx", "input=x.jpg", f"paths.output_dir={tmp_path}"]
     )
     with pytest.raises(Loaded):
-        predict_run.run_predict(cfg)
+        predict_run.predict(cfg)
     assert load_spy == ["cuda"]
 
 

@@ -16,7 +16,7 @@ from lipnet_pl.data import EvalTransform, LIPDataset
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.evaluation.reports import iou_markdown_table, plot_confusion_matrix
-from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.inference.predict import predict
 
 
 def eval_cfg(root, ckpt, out, *extra):
@@ -100,7 +100,7 @@ def test_predict_writes_exactly_the_labels_eval_scores(lip_root, trained_ckpt, t
     )
     split = find_layout(lip_root)["val"]
     images = [str(split.image_path(i)) for i in split.ids]
-    run_predict(
+    predict(
         compose(
             "predict",
             [

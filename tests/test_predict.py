@@ -17,7 +17,7 @@ from lipnet_pl.core.predictor import Predictor
 from lipnet_pl.core.viz import colorize
 from lipnet_pl.data.dataset import decode_image
 from lipnet_pl.errors import UserError
-from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.inference.predict import predict
 
 
 def predict_cfg(tmp_path: Path, **overrides):
@@ -64,7 +64,7 @@ def write_images(folder: Path) -> dict[str, np.ndarray]:
 def test_predict_folder_writes_labels_equal_to_the_argmax(random_ckpt, tmp_path, capsys):
     images = write_images(tmp_path / "in")
     out = tmp_path / "out"
-    report = run_predict(
+    report = predict(
         predict_cfg(
             tmp_path, ckpt_path=random_ckpt, input=tmp_path / "in", output=out, batch_size=3
         )
@@ -109,13 +109,13 @@ def test_empty_dir_and_missing_path_are_reported(random_ckpt, tmp_path):
         output=tmp_path / "o",
     )
     with pytest.raises(UserError, match="nothing was predicted: all 2 inputs failed"):
-        run_predict(cfg)
+        predict(cfg)
 
 
 def test_no_checkpoint_needs_an_explicit_flag(tmp_path, capsys):
     Image.new("RGB", (32, 32)).save(tmp_path / "x.png")
     with pytest.raises(UserError, match="allow_random_weights=true"):
-        run_predict(predict_cfg(tmp_path, input=tmp_path / "x.png", output=tmp_path / "o"))
+        predict(predict_cfg(tmp_path, input=tmp_path / "x.png", output=tmp_path / "o"))
     cfg = predict_cfg(
         tmp_path,
         input=tmp_path / "x.png",
@@ -123,7 +123,7 @@ def test_no_checkpoint_needs_an_explicit_flag(tmp_path, capsys):
         allow_random_weights="true",
         **{"random_model.input_size": "[32,32]"},
     )
-    assert run_predict(cfg).images == 1
+    assert predict(cfg).images == 1
     assert "RANDOM weights" in capsys.readouterr().out  # never silent
 
 
@@ -147,7 +147,7 @@ def test_predict_video_writes_an_overlay_video_and_both_fps(random_ckpt, tmp_pat
 
     clip = write_video(tmp_path / "clip.mp4")
     cfg = predict_cfg(tmp_path, ckpt_path=random_ckpt, input=clip, output=tmp_path / "out")
-    report = run_predict(cfg)
+    report = predict(cfg)
     assert report.videos == 1 and report.frames == 6 and not report.failed
     stats = report.video_stats[str(clip)]
     assert stats["isolated_model_fps"] > 0 and stats["end_to_end_fps"] > 0

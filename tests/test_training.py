@@ -12,8 +12,8 @@ import torch
 
 from lipnet_pl.config import compose
 from lipnet_pl.core.loader import load_model
+from lipnet_pl.engine.lightning_module import SegmentationModule
 from lipnet_pl.engine.losses import SegmentationLoss
-from lipnet_pl.engine.module import SegmentationModule
 from lipnet_pl.engine.optim import build_optimizer, lr_factor
 from lipnet_pl.training.train import train
 from tiny import TINY_NET_CONFIG

@@ -2,9 +2,9 @@
 live streams (conf/predict.yaml)."""
 
 from lipnet_pl.cli import hydra_command
-from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.inference.predict import predict
 
-main = hydra_command("predict", run_predict)
+main = hydra_command("predict", predict)
 
 if __name__ == "__main__":
     main()

@@ -219,7 +219,7 @@ def test_ctrl_c_during_training_exits_130_and_leaves_ctrl_c_working(train_cfg, m
     """Lightning turns Ctrl-C into ``sys.exit(1)`` and ignores SIGINT from then on; train keeps
     it an interruption (exit 130, as every command) and puts the SIGINT handler back."""
     from lipnet_pl.cli import exit_on_errors
-    from lipnet_pl.engine.module import SegmentationModule
+    from lipnet_pl.engine.lightning_module import SegmentationModule
 
     def pressed_ctrl_c(self, batch, batch_idx):
         raise KeyboardInterrupt

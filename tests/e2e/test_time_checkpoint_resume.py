@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import model_checkpoint as lightning_checkpoint
 
 from lipnet_pl.config import compose
 from lipnet_pl.engine.callbacks import StepCheckpoint
-from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.lightning_module import SegmentationModule
 from lipnet_pl.training.train import train
 from tiny import tiny_train_overrides
 

@@ -7,7 +7,7 @@
 * a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``), or such a folder on the
   Hugging Face Hub named explicitly as ``hf://owner/name`` (``HF_HUB_OFFLINE=1``: cache only).
 
-The training-checkpoint contract (written by :class:`lipnet_pl.training.SegmentationModule`):
+The training-checkpoint contract (written by :class:`lipnet_pl.engine.lightning_module.SegmentationModule`):
 ``checkpoint["hyper_parameters"]`` holds primitives only: the spec keys ``net`` (``build_model``
 arguments incl. ``name`` and ``num_classes``), ``classes``, ``input_size``, ``normalize``; and
 ``checkpoint["state_dict"]`` holds the network's parameters under the prefix ``net.`` (never

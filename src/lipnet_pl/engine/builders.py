@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from lipnet_pl.config import config_errors, plain
 from lipnet_pl.data.layout import find_layout, missing_split_message
 from lipnet_pl.engine.checkpoint_io import AtomicCheckpointIO
-from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.lightning_module import SegmentationModule
 from lipnet_pl.engine.optim import check_optimizer
 from lipnet_pl.engine.requeue import cluster_plugins
 from lipnet_pl.errors import UserError

@@ -25,7 +25,7 @@ from lipnet_pl.core.predictor import inference_network
 from lipnet_pl.core.tta import tta_config
 from lipnet_pl.engine.builders import build_datamodule, build_trainer, check_accelerator
 from lipnet_pl.engine.callbacks import ProgressBar, ValidationPanels
-from lipnet_pl.engine.module import SegmentationModule
+from lipnet_pl.engine.lightning_module import SegmentationModule
 from lipnet_pl.errors import UserError
 from lipnet_pl.evaluation.writer import PredictionWriter
 from lipnet_pl.hydra_runtime import local_rank, trainer_uses_gpu

@@ -1,4 +1,4 @@
-"""Inference on the user's media: ``run_predict(cfg)`` (:mod:`.predict`) over images, folders,
+"""Inference on the user's media: ``predict(cfg)`` (:mod:`.predict`) over images, folders,
 videos and live streams (:mod:`.files`, :mod:`.video`). The loader, predictor, backends and export
 it runs on live in :mod:`lipnet_pl.core` (re-exported here for convenience)."""
 

@@ -184,5 +184,5 @@ def save_outputs(
             atomic_save(
                 output / kind / rel.with_suffix(".png"),
                 lambda tmp, made=made: made.save(tmp, format="PNG"),
-                clean=False,  # once per run (run_predict), not once per file
+                clean=False,  # once per run (predict), not once per file
             )

@@ -1,4 +1,4 @@
-"""``run_predict(cfg)``: human parsing of images, folders, videos and live streams.
+"""``predict(cfg)``: human parsing of images, folders, videos and live streams.
 
 See :mod:`lipnet_pl.inference.files` for what is written per image; a video or stream gives
 ``<name>_overlay.mp4`` plus ``<name>_legend.png`` (every class seen), and the isolated model FPS
@@ -193,7 +193,7 @@ def check_predict_config(cfg: DictConfig) -> None:
         raise UserError(f"max_pixels must be a positive whole number (or null), got {limit}")
 
 
-def run_predict(cfg: DictConfig) -> PredictReport:
+def predict(cfg: DictConfig) -> PredictReport:
     """Predict every input of ``cfg`` (see conf/predict.yaml); returns what was done."""
     check_predict_config(cfg)
     if cfg.get("num_threads"):

@@ -1,4 +1,4 @@
-"""``run_demo(cfg)``: the README's first command in one run dir, on synthetic LIP.
+"""``demo(cfg)``: the README's first command in one run dir, on synthetic LIP.
 
 Trains with the given training config (``conf/demo.yaml`` = ``experiment=demo``), evaluates the
 best checkpoint with flip TTA (standard protocol, synthetic val split), predicts a few test
@@ -17,7 +17,7 @@ from lipnet_pl.config import compose
 from lipnet_pl.core.metrics import percent
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
-from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.inference.predict import predict
 from lipnet_pl.training.train import train
 
 
@@ -57,11 +57,11 @@ def _predict(cfg: DictConfig, ckpt: str, out_dir: Path) -> Path:
             f"paths.output_dir={out_dir}",
         ],
     )
-    run_predict(predict_cfg)
+    predict(predict_cfg)
     return out_dir
 
 
-def run_demo(cfg: DictConfig) -> dict[str, Any]:
+def demo(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     print(f"[demo] training {cfg.model.net.name} on synthetic LIP at {cfg.data.root} -> {run_dir}")

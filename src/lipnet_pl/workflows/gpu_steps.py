@@ -1,5 +1,5 @@
 """The steps of ``make gpu-check``, each over the library's public functions (``train``,
-``evaluate``, ``run_predict``, ``export``, the bench suite) with configs from
+``evaluate``, ``predict``, ``export``, the bench suite) with configs from
 :func:`lipnet_pl.config.compose`. A failing step is recorded (with its traceback) and the others
 still run."""
 
@@ -27,7 +27,7 @@ from lipnet_pl.data.layout import find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.exporting.export import export
-from lipnet_pl.inference.predict import run_predict
+from lipnet_pl.inference.predict import predict
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import make_fast
 from lipnet_pl.precision import auto_dtype
@@ -198,7 +198,7 @@ def eval_predict(s: Settings, step: Step, ckpt: str) -> None:
     images = sorted(find_layout(root)["test"].image_dir.glob("*.jpg"))[:8]
     inputs = ",".join(map(str, [*images, video]))
     out = s.out / "predict"
-    report = run_predict(
+    report = predict(
         compose(
             "predict",
             [
