@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 .PHONY: help install test test-quick test-e2e test-slurm test-min lint format demo bench gpu-check clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "lipnet_pl needs Python 3.11+, found " + sys.version.split()[0] + ": set PYTHON=python3.11")'
@@ -68,7 +68,7 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 demo: $(STAMP) ## Synthetic LIP data -> train on CPU -> evaluate -> predict -> figures (< 10 min on 2 cores)
 	$(PY) -m lipnet_pl.demo
 
-bench: $(STAMP) ## Throughput per backend (PyTorch fp32/pt2e int8, ONNX Runtime fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
+bench: $(STAMP) ## Throughput per backend (PyTorch fp32/pt2e int8, ONNX Runtime and OpenVINO fp32/int8) of LIP-Net, lipnet_rt and peers at 473x473
 	$(PY) -m lipnet_pl.bench $(BENCH_ARGS)
 
 gpu-check: $(STAMP) ## CUDA paths, quick profile (GPU_CHECK_ARGS="--profile full" for all) -> outputs/gpu_check/<date>/gpu_check.md
