@@ -185,14 +185,7 @@ def atomic_dir(path: str | os.PathLike, key: str = "output"):
     import shutil
 
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _restore_aside(path)
-        clean_stale(path)
-        tmp = _temp_name(path, "tmpdir")
-        tmp.mkdir()
-    except OSError as err:
-        raise write_error(path, err, key) from err
+    tmp = _new_temp_dir(path, key, restore=True)
     try:
         yield tmp
         aside = _temp_name(path, "old") if path.exists() else None
@@ -206,6 +199,21 @@ def atomic_dir(path: str | os.PathLike, key: str = "output"):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(path.parent)
+
+
+def _new_temp_dir(path: Path, key: str, restore: bool = False) -> Path:
+    """A fresh temporary folder beside ``path`` (stale ones of dead writers removed first; with
+    ``restore``, a folder a killed swap moved aside is put back); OSError -> one-line error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if restore:
+            _restore_aside(path)
+        clean_stale(path)
+        tmp = _temp_name(path, "tmpdir")
+        tmp.mkdir()
+    except OSError as err:
+        raise write_error(path, err, key) from err
+    return tmp
 
 
 def _restore_aside(path: Path) -> None:
@@ -226,13 +234,7 @@ def scratch_dir(path: str | os.PathLike, key: str = "output"):
     import shutil
 
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale(path)
-        tmp = _temp_name(path, "tmpdir")
-        tmp.mkdir()
-    except OSError as err:
-        raise write_error(path, err, key) from err
+    tmp = _new_temp_dir(path, key)
     try:
         yield tmp
     finally:

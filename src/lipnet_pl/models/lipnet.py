@@ -279,9 +279,16 @@ class Decoder(nn.Module):
         return self.fuse(torch.cat([x, skip], dim=1))
 
 
-def _check_scalars(**values: int) -> None:
-    """Each named constructor argument must be a positive int (ValueError shows the bad value)."""
-    for key, value in values.items():
+_SCALARS = (
+    "num_classes in_channels stem_channels stem_stride se_reduction aspp_channels skip_channels "
+    "decoder_channels"
+).split()
+
+
+def _check_scalars(*values: int) -> None:
+    """The :data:`_SCALARS` arguments, in that order, must be positive ints (ValueError names the
+    argument and shows the bad value)."""
+    for key, value in zip(_SCALARS, values, strict=True):
         _positive_int(key, value)
 
 
@@ -350,16 +357,8 @@ class LIPNet(nn.Module):
         act_layer: str | type[nn.Module] = "relu",
     ):
         super().__init__()
-        _check_scalars(
-            num_classes=num_classes,
-            in_channels=in_channels,
-            stem_channels=stem_channels,
-            stem_stride=stem_stride,
-            se_reduction=se_reduction,
-            aspp_channels=aspp_channels,
-            skip_channels=skip_channels,
-            decoder_channels=decoder_channels,
-        )
+        scalars = (num_classes, in_channels, stem_channels, stem_stride, se_reduction)
+        _check_scalars(*scalars, aspp_channels, skip_channels, decoder_channels)
         if _positive_int("stem_kernel", stem_kernel) % 2 == 0:
             raise ValueError(f"stem_kernel must be odd (symmetric padding), got {stem_kernel!r}")
         if not isinstance(aspp_separable, bool):
