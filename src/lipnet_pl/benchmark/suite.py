@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import importlib
+import importlib.metadata
 import itertools
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -357,9 +359,13 @@ def cpu_model() -> str:
 
 
 def _version(module: str) -> str:
+    """The installed version, read from the package's metadata when it is not imported yet (an
+    optional backend is not imported for a version string)."""
+    if module in sys.modules:
+        return getattr(sys.modules[module], "__version__", "?")
     try:
-        return importlib.import_module(module).__version__
-    except ImportError:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
         return "not installed"
 
 

@@ -40,6 +40,7 @@ CPU_SMOKE_BENCH = [
     "cpu.compile=[]",
     "cpu.batch_sizes=[1]",
     "onnxruntime.int8=[]",
+    "openvino=[]",
 ]
 
 

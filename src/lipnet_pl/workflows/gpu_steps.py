@@ -38,7 +38,8 @@ QUICK_BENCH = [
     "models=[lipnet,lipnet_rt]",
     "cuda.dtypes=[auto]",
     "onnxruntime.int8=[]",
-    "x86_int8=[]",  # CPU-only rows (torchao pt2e): nothing a GPU check measures
+    "x86_int8=[]",  # CPU-only rows (torchao pt2e, OpenVINO): nothing a GPU check measures
+    "openvino=[]",
     "train_step=false",
 ]
 FULL_BENCH = ["cuda.dtypes=[fp32,auto,fp16]"]
