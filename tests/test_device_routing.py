@@ -45,8 +45,11 @@ def test_predict_loads_the_model_on_its_device(load_spy, monkeypatch, tmp_path):
     assert load_spy == ["cuda"]
 
 
-@pytest.mark.parametrize(("trainer", "device"), [("gpu", "cuda"), ("cpu", "cpu")])
-def test_eval_loads_the_model_on_the_trainer_device(load_spy, tmp_path, trainer, device):
+@pytest.mark.parametrize(("trainer", "device"), [("gpu", "cuda:0"), ("cpu", "cpu")])
+def test_eval_loads_the_model_on_the_trainer_device(
+    load_spy, tmp_path, monkeypatch, trainer, device
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # trainer=gpu is checked first
     cfg = compose(
         "eval", ["ckpt_path=model.onnx", f"trainer={trainer}", f"paths.output_dir={tmp_path}"]
     )

@@ -22,6 +22,7 @@ from lipnet_pl.core.onnx_runtime import (
 )
 from lipnet_pl.core.spec import ModelSpec
 from lipnet_pl.data.classes import ClassInfo
+from lipnet_pl.errors import UserError
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm
 from tiny import TINY_LIPNET_KWARGS
@@ -161,7 +162,7 @@ def test_failed_write_leaves_the_file_untouched(onnx_files, tmp_path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(onnx, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(UserError, match=r"cannot write .*model\.onnx \(disk full\)"):
         write_spec(path, tiny_spec())
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

@@ -17,6 +17,7 @@ from lipnet_pl.engine.lightning_module import SegmentationModule
 from lipnet_pl.engine.optim import check_optimizer
 from lipnet_pl.engine.requeue import cluster_plugins
 from lipnet_pl.errors import UserError
+from lipnet_pl.hydra_runtime import trainer_uses_gpu
 from lipnet_pl.precision import trainer_precision
 
 DATA_HINT = (
@@ -75,7 +76,7 @@ def check_accelerator(trainer_cfg) -> None:
     import torch
 
     accelerator = str(trainer_cfg.get("accelerator", "auto")).lower()
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+    if trainer_uses_gpu(trainer_cfg) and not torch.cuda.is_available():
         raise UserError(
             f"trainer.accelerator={accelerator} (trainer=gpu/ddp) needs a CUDA GPU, and none is "
             "usable here (torch.cuda.is_available() is False: no GPU, no driver, or "

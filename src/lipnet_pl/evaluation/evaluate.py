@@ -56,7 +56,6 @@ def check_classes(cfg: DictConfig, spec) -> None:
 def eval_device(cfg: DictConfig) -> str:
     """The device of ``cfg.trainer`` (``gpu``/``cuda``, or ``auto`` with CUDA -> cuda), so an
     ONNX session runs where Lightning puts the batches."""
-    check_accelerator(cfg.trainer)
     if not trainer_uses_gpu(cfg.trainer):
         return "cpu"
     # this process's GPU: its local rank under DDP, mapped through an explicit device list
@@ -70,6 +69,7 @@ def eval_device(cfg: DictConfig) -> str:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg.ckpt_path`` on ``cfg.data``'s val split; return the metrics (rank 0)."""
+    check_accelerator(cfg.trainer)  # before the model goes to a device
     from lipnet_pl.evaluation.reports import write_reports  # lazy: matplotlib
 
     with config_errors("tta"):
