@@ -4,13 +4,13 @@ key or file and what to do, exit status 2, no traceback (lipnet_pl.cli)."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lipnet_pl.data.synthetic import generate
+from tiny import run_main
 
 COMMANDS = ("eval", "predict", "export", "train")
 CASES = ("missing", "random_bytes", "text_file", "no_val_split", "bad_option")
@@ -66,21 +66,6 @@ def case_args(command: str, case: str, paths: dict) -> list[str]:
             "train": ["data.batch_size=0", "ckpt_path=null"],
         }[command]
     return args
-
-
-def run_main(command: str, args: list[str], tmp_path: Path, monkeypatch, capsys):
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", [command, *args, f"hydra.run.dir={tmp_path / 'run'}"])
-    main = importlib.import_module(f"lipnet_pl.{command}").main
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("case", CASES)

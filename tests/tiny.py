@@ -78,3 +78,20 @@ def run_command(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def run_main(command: str, args: list[str], tmp_path: Path, monkeypatch, capsys):
+    """``python -m lipnet_pl.<command> args`` in this process (capsys sees its output): the
+    exit status, stdout and stderr."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", [command, *args, f"hydra.run.dir={tmp_path / 'run'}"])
+    main = importlib.import_module(f"lipnet_pl.{command}").main
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

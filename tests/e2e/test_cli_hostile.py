@@ -14,24 +14,9 @@ from PIL import Image
 from hostile import fill_disk, live_server, write_ts
 from lipnet_pl.core.loader import load_model
 from lipnet_pl.data.layout import find_layout
-from tiny import TINY_NET
+from tiny import TINY_NET, run_main
 
 COMMANDS = ("eval", "predict", "export", "train")
-
-
-def run_main(command: str, args: list[str], tmp_path: Path, monkeypatch, capsys):
-    import importlib
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", [command, *args, f"hydra.run.dir={tmp_path / 'run'}"])
-    main = importlib.import_module(f"lipnet_pl.{command}").main
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
