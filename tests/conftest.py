@@ -17,6 +17,19 @@ from tiny import TINY_NET_CONFIG, run_command, tiny_train_overrides
 E2E = Path(__file__).parent / "e2e"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests under ``tests/e2e/`` are end-to-end by folder (marker ``e2e``), never by hand.
+
+    With pytest-xdist (``make test`` runs two workers), the SLURM tests share one worker: they
+    share one local SLURM (tests/e2e/conftest.py), which two workers must not start twice.
+    """
+    for item in items:
+        if E2E in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.e2e)
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture(scope="session")
 def synthetic_lip_root(tmp_path_factory) -> Path:
     """Synthetic LIP in the OFFICIAL layout: 8 train / 4 val / 2 test images of 64..128 px.

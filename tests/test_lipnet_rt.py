@@ -27,7 +27,7 @@ def rt() -> LIPNet:
 def test_listed_and_built_as_a_lipnet_preset(rt):
     assert "lipnet_rt" in MODEL_NAMES
     assert isinstance(rt, LIPNet)
-    assert rt.stem_stride == 2 and rt.output_stride == 32
+    assert rt.stem_stride == 4 and rt.pool_after == (2, 3, 4) and rt.output_stride == 32
     assert rt.dilations == (1, 1, 1, 2, 4, 1) and rt.aspp.rates == (3, 6, 9)
 
 
@@ -82,7 +82,7 @@ def test_num_classes_and_overrides_win_over_the_preset():
     net = build_model("lipnet_rt", num_classes=7, decoder_channels=32, stem_stride=1)
     assert net.num_classes == 7 and net.head.out_channels == 7
     assert net.decoder.fuse[1].num_features == 32
-    assert net.output_stride == 16
+    assert net.output_stride == 8  # stride 1 x the preset's three pools
     assert net.aspp.rates == (3, 6, 9)  # untouched preset values stay
 
 

@@ -17,7 +17,7 @@ from lipnet_pl.models.summary import count_gflops, count_parameters, gflops_by_m
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CONF = ROOT / "conf" / "model"
-LIPNET_YAMLS = ("lipnet", "lipnet_rt")
+LIPNET_YAMLS = ("lipnet", "lipnet_rt", "lipnet_rt_s2")
 PAPER_PARAMS = 3.97e6
 ODD_SIZES = [(97, 131), (65, 67), (33, 47)]
 LIPNET_VARIANTS = {
@@ -74,9 +74,12 @@ def test_any_stem_stride_fits_the_input_pooling_branch(stem_stride, size):
 
 
 def test_the_stem_padding_keeps_the_presets_as_they_were():
-    for name, stride in (("lipnet", 1), ("lipnet_rt", 2)):
+    for name, stride in (("lipnet", 1), ("lipnet_rt_s2", 2), ("lipnet_rt", 4)):
         conv = build_model(name).stem[0]
-        assert conv.stride == (stride, stride) and conv.padding == (3, 3)  # timm's value too
+        assert conv.stride == (stride, stride) and conv.padding == (
+            3,
+            3,
+        )  # (k - 1) / 2 at any stride
 
 
 @pytest.mark.parametrize("image_pooling", ["input", "global"])

@@ -15,6 +15,7 @@ import torch
 from full_disk import fill, hidden, tmpfs
 
 from lipnet_pl.core.loader import load_model
+from tiny import run_command
 
 pytestmark = pytest.mark.slow
 
@@ -71,15 +72,7 @@ def test_export_killed_mid_write_leaves_nothing_that_persists(random_ckpt, tmp_p
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the export ended before it could be killed"
     assert hidden(out.parent), "killed while writing: its temporary is there"
-    again = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.export", *args],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = run_command("export", args, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert hidden(out.parent) == []  # the dead run's temporary is gone too
     assert load_model(out).spec.num_classes == 20

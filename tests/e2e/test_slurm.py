@@ -73,6 +73,18 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slurm
 def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     sweep = tmp_path / "sweep"
+    # the uninterrupted 2-process run to compare weights with (Lightning spawns it; no SLURM),
+    # started now: it runs while the sweep waits on the scheduler
+    plain = tmp_path / "uninterrupted"
+    straight_run = subprocess.Popen(
+        [sys.executable, "-m", "lipnet_pl.train", "trainer=ddp_sim", *_overrides(lip_root)]
+        + [f"hydra.run.dir={plain}"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -96,10 +108,12 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
         job_id = json.loads((ddp / "job_status.json").read_text())["slurm_job_id"]
         _requeue(job_id, proc)
         out, err = proc.communicate(timeout=400)
+        _, straight_err = straight_run.communicate(timeout=300)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(30)
+        for running in (proc, straight_run):
+            if running.poll() is None:
+                running.send_signal(signal.SIGINT)
+                running.wait(30)
     assert proc.returncode == 0, err[-3000:]
 
     with (sweep / "sweep_summary.csv").open() as f:
@@ -130,18 +144,8 @@ def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
         assert "sync_dist" not in text, name
         assert "not resumable" not in text, name  # Lightning sees the loader resumes exactly
 
-    # the same weights as an uninterrupted 2-process run (Lightning spawns it; no SLURM)
-    plain = tmp_path / "uninterrupted"
-    done = subprocess.run(
-        [sys.executable, "-m", "lipnet_pl.train", "trainer=ddp_sim", *_overrides(lip_root)]
-        + [f"hydra.run.dir={plain}"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    # the same weights as the uninterrupted 2-process run
+    assert straight_run.returncode == 0, straight_err[-3000:]
     assert (
         json.loads((plain / "run_summary.json").read_text())["global_step"]
         == EPOCHS * STEPS_PER_EPOCH

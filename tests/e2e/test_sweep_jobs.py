@@ -11,11 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from lipnet_pl.sweeps.stats import configuration_labels, group_rows, markdown, plot
-from tiny import TINY_NET
+from tiny import TINY_NET, run_command
 
 ENV = {**os.environ, "WANDB_MODE": "offline"}
 
@@ -44,7 +45,9 @@ def _command(lip_root, sweep_dir, *overrides):
 
 
 def _run(command):
-    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=400)
+    """The sweep command of :func:`_command`, run as a user runs it (:func:`tiny.run_command`)."""
+    assert command[:3] == [sys.executable, "-m", "lipnet_pl.train"]
+    return run_command("train", command[3:], Path.cwd(), timeout=400)
 
 
 def _status(job_dir):

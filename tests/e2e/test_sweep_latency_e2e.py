@@ -4,14 +4,11 @@ network's CPU latency, and the sweep summary has the cost columns and the trade-
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
-from tiny import TINY_NET
+from tiny import TINY_NET, run_command
 
 TINY = [
     "data=lip",
@@ -32,22 +29,8 @@ TINY = [
 @pytest.mark.slow
 def test_a_sweep_of_two_variants_records_latency_and_draws_the_tradeoff(tmp_path, lip_root):
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lipnet_pl.train",
-            "-m",
-            *TINY,
-            f"data.root={lip_root}",
-            f"hydra.sweep.dir={sweep}",
-            "model.net.stem_stride=1,2",
-        ],
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = ["-m", *TINY, f"data.root={lip_root}", f"hydra.sweep.dir={sweep}"]
+    proc = run_command("train", [*args, "model.net.stem_stride=1,2"], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with (sweep / "sweep_summary.csv").open() as f:
         rows = list(csv.DictReader(f))

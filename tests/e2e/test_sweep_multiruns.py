@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tiny import TINY_NET
+from tiny import TINY_NET, run_command
 
 TINY = [
     "data=lip",
@@ -31,23 +28,8 @@ TINY = [
 
 def _multirun(tmp_path, lip_root, *overrides):
     sweep_dir = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lipnet_pl.train",
-            "-m",
-            *TINY,
-            f"data.root={lip_root}",
-            f"hydra.sweep.dir={sweep_dir}",
-            *overrides,
-        ],
-        env={**os.environ, "WANDB_MODE": "offline"},
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    return proc, sweep_dir
+    args = ["-m", *TINY, f"data.root={lip_root}", f"hydra.sweep.dir={sweep_dir}", *overrides]
+    return run_command("train", args, tmp_path, timeout=400), sweep_dir
 
 
 def _read_csv(path):
