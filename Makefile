@@ -12,6 +12,10 @@ VENV_MIN := .venv-min
 PY_MIN := $(VENV_MIN)/bin/python
 STAMP_MIN := $(VENV_MIN)/.installed
 PYTEST_ARGS ?=
+# make test runs the suite on this many pytest-xdist workers: the end-to-end tests wait on
+# subprocesses, schedulers and sleeps, so two workers keep both cores busy on a 2-core machine.
+# TEST_WORKERS=0 runs it in one process (pytest-xdist's -n 0).
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 
@@ -29,8 +33,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package (editable) with the dev extra
 
-test: $(STAMP) ## Run the test suite (slow tests included; GPU tests skip without CUDA)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## Run the whole suite, unit + end-to-end, on TEST_WORKERS=2 processes (GPU tests skip without CUDA)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-quick: $(STAMP) ## Unit tests only: no subprocess, no sleeps, no slow tests (~1 min)
 	$(PY) -m pytest tests --ignore=tests/e2e -m "not slow" $(PYTEST_ARGS)

@@ -35,8 +35,8 @@ def test_versus_races_best_against_reference_in_the_same_rounds():
         factor[0] = next(load)
 
     race = {
-        "reference": Variant("pytorch", "eager", sleeper("ref", 8.0), cpu),
-        "best": Variant("onnxruntime", "int8", sleeper("best", 2.0), cpu),
+        "reference": Variant("pytorch", "eager", sleeper("ref", 40.0), cpu),
+        "best": Variant("onnxruntime", "int8", sleeper("best", 10.0), cpu),
     }
     race["best"].call = (lambda f: lambda: (f(), next_round()))(race["best"].call)
     case = Case(ModelInfo("lipnet_rt", 4.0, 5.2), cpu, "fp32", 1, (64, 64), 1, 0)
