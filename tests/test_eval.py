@@ -35,9 +35,11 @@ def eval_cfg(root, ckpt, out, *extra):
     )
 
 
-def reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
+def reference_confmat(root, ckpt, flip: bool) -> tuple[np.ndarray, int]:
     """The split's confusion matrix by hand: the plain network (no fast path) on the data layer's
-    samples, logits back to the label size, argmax, np.bincount over the split."""
+    samples, one image at a time, logits back to the label size, argmax, np.bincount over the
+    split. Also counts the near-tie pixels (top two logits within 1e-4): batch size changes the
+    convolution kernels' rounding (by ~1e-6), which may flip those and nothing else."""
     import torch.nn.functional as F
 
     loaded = load_model(ckpt)
@@ -46,23 +48,31 @@ def reference_confmat(root, ckpt, flip: bool) -> np.ndarray:
     )
     perm = loaded.classes.flip_permutation if flip else None
     hist = np.zeros((20, 20), dtype=np.int64)
+    near_ties = 0
     for i in range(len(dataset)):
         sample = dataset[i]
         logits = predict_logits(loaded.net, sample["image"][None], flip_permutation=perm)
         label = sample["mask"].long().numpy()
-        pred = F.interpolate(logits, size=label.shape, mode="bilinear")[0].argmax(0).numpy()
+        up = F.interpolate(logits, size=label.shape, mode="bilinear")[0]
+        pred = up.argmax(0).numpy()
         valid = label != 255
         hist += np.bincount(20 * label[valid] + pred[valid], minlength=400).reshape(20, 20)
-    return hist
+        top2 = up.topk(2, dim=0).values.numpy()
+        near_ties += int(((top2[0] - top2[1] < 1e-4) & valid).sum())
+    return hist, near_ties
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("tta", ["none", "flip"])
 def test_evaluate_matches_an_independent_recomputation(lip_root, trained_ckpt, tmp_path, tta):
     results = evaluate(eval_cfg(lip_root, trained_ckpt, tmp_path, f"tta={tta}", "fast=false"))
-    ref = reference_confmat(lip_root, trained_ckpt, flip=tta == "flip")
+    ref, near_ties = reference_confmat(lip_root, trained_ckpt, flip=tta == "flip")
     got = np.asarray(results["confmat"])
-    np.testing.assert_array_equal(got, ref)
+    assert got.sum() == ref.sum()  # every labelled pixel at the original resolution, once
+    # Exact up to the near ties (each flipped pixel moves one count: |diff| sums to 2 per pixel).
+    # A resolution, ignore-label or accumulation error moves thousands of counts.
+    assert np.abs(got - ref).sum() <= 2 * near_ties, (np.abs(got - ref).sum(), near_ties)
+    assert near_ties < 0.01 * ref.sum()  # the tiny fixture network is barely trained
     tp = np.diag(got).astype(float)
     iou = tp / np.maximum(got.sum(0) + got.sum(1) - tp, 1)
     assert results["miou"] == pytest.approx(iou.mean())
