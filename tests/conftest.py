@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  (before any test's capsys: see below)
 import pytest
 import torch
 
@@ -15,6 +16,9 @@ from lipnet_pl.data.synthetic import generate
 from tiny import TINY_NET_CONFIG, run_command, tiny_train_overrides
 
 E2E = Path(__file__).parent / "e2e"
+# Lightning binds a logging.StreamHandler to sys.stderr when first imported. Imported here, that
+# is pytest's session-long capture; first imported inside a test under capsys, it would be that
+# test's stream, closed afterwards ("--- Logging error --- I/O operation on closed file").
 
 
 def pytest_collection_modifyitems(config, items):
