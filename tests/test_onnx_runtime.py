@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from pathlib import Path
 
@@ -70,6 +71,25 @@ def fix_input_shape(src: Path, dst: Path, shape: tuple[int, ...]) -> Path:
     return dst
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``<basetemp>/<name>`` after ``build(folder)`` filled it, once per test run:
+    under pytest-xdist a module-scoped fixture runs once per worker that runs one of the module's
+    tests (``--dist loadgroup`` does not keep a module together with pytest 9.2,
+    pytest-xdist#1386), so the first worker builds and the others wait and read its files."""
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-<n>/: this run's, shared by its workers
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".built").exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def tiny_net() -> torch.nn.Module:
     torch.manual_seed(0)
@@ -83,14 +103,17 @@ def tiny_net() -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def onnx_files(tiny_net, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("onnx")
-    dynamic = export(tiny_net, root / "dynamic.onnx")
-    files = {
-        "dynamic": dynamic,
-        "static": fix_input_shape(dynamic, root / "static.onnx", (1, 3, 64, 64)),
-    }
-    for path in files.values():
-        write_spec(path, tiny_spec())
+    def export_both(root: Path) -> None:
+        torch.save(tiny_net.state_dict(), root / "net.pt")
+        dynamic = export(tiny_net, root / "dynamic.onnx")
+        fix_input_shape(dynamic, root / "static.onnx", (1, 3, 64, 64))
+        for path in (dynamic, root / "static.onnx"):
+            write_spec(path, tiny_spec())
+
+    root = built_once(tmp_path_factory, "onnx_runtime", export_both)
+    files = {"dynamic": root / "dynamic.onnx", "static": root / "static.onnx"}
+    exported = torch.load(root / "net.pt", weights_only=True)  # perhaps another worker's
+    assert all(torch.equal(exported[k], v) for k, v in tiny_net.state_dict().items())
     return files
 
 

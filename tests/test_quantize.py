@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,25 @@ pytestmark = [
 SIZE = (64, 64)
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``<basetemp>/<name>`` after ``build(folder)`` filled it, once per test run:
+    under pytest-xdist a module-scoped fixture runs once per worker that runs one of the module's
+    tests (``--dist loadgroup`` does not keep a module together with pytest 9.2,
+    pytest-xdist#1386), so the first worker builds and the others wait and read its files."""
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-<n>/: this run's, shared by its workers
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".built").exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lip")
@@ -60,29 +80,37 @@ def fit(net: torch.nn.Module, root: Path, steps: int = 40) -> torch.nn.Module:
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory, data_root) -> tuple[torch.nn.Module, Path]:
-    torch.manual_seed(0)
-    net = fit(build_model("lipnet", **TINY_LIPNET_KWARGS), data_root)
-    path = tmp_path_factory.mktemp("onnx") / "fp32.onnx"
-    free = torch.export.Dim.DYNAMIC
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            fold_batchnorm(net),
-            (torch.randn(1, 3, *SIZE),),
-            str(path),
-            input_names=["image"],
-            output_names=["logits"],
-            opset_version=18,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes=({0: free, 2: free, 3: free},),
-            verbose=False,
+    """The fitted tiny LIP-Net and its BN-folded ONNX export (free batch/height/width)."""
+
+    def fit_and_export(folder: Path) -> None:
+        torch.manual_seed(0)
+        net = fit(build_model("lipnet", **TINY_LIPNET_KWARGS), data_root)
+        torch.save(net.state_dict(), folder / "net.pt")
+        path = folder / "fp32.onnx"
+        free = torch.export.Dim.DYNAMIC
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                fold_batchnorm(net),
+                (torch.randn(1, 3, *SIZE),),
+                str(path),
+                input_names=["image"],
+                output_names=["logits"],
+                opset_version=18,
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=({0: free, 2: free, 3: free},),
+                verbose=False,
+            )
+        spec = ModelSpec(
+            net={"name": "lipnet", "num_classes": 20, **TINY_LIPNET_KWARGS}, input_size=SIZE
         )
-    spec = ModelSpec(
-        net={"name": "lipnet", "num_classes": 20, **TINY_LIPNET_KWARGS}, input_size=SIZE
-    )
-    write_spec(path, spec)
-    return net, path
+        write_spec(path, spec)
+
+    folder = built_once(tmp_path_factory, "quantize_fp32", fit_and_export)
+    net = build_model("lipnet", **TINY_LIPNET_KWARGS)
+    net.load_state_dict(torch.load(folder / "net.pt", weights_only=True))
+    return net.eval(), folder / "fp32.onnx"
 
 
 def test_calibration_batches_are_eval_preprocessed_train_images(data_root):

@@ -3,8 +3,13 @@ widths (same code paths) and helpers shared by several test modules."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
+import socket
 import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,3 +95,100 @@ def run_main(command: str, args: list[str], tmp_path: Path, monkeypatch, capsys)
         code = exit_.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+class Started:
+    """A command started by :func:`start_command`, as ``subprocess.Popen`` gives it: ``pid``,
+    ``poll()``, ``wait(timeout)``, ``send_signal(sig)``, ``kill()``, ``returncode`` and
+    ``communicate(timeout)`` (its stdout and stderr, text, once it ended). A context manager:
+    killed on exit if still running."""
+
+    def __init__(self, module: str, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.args = [sys.executable, "-m", module, *args]
+        self.returncode: int | None = None
+        self._out, self._err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        self._popen: subprocess.Popen | None = None
+        if prefork.FRESH_PYTHON:
+            self._popen = subprocess.Popen(
+                self.args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=self._out, stderr=self._err,
+            )  # fmt: skip
+            self.pid = self._popen.pid
+            return
+        if prefork._server is None or prefork._server.process.poll() is not None:
+            prefork._server = prefork._Server()  # what prefork.run does on first use
+        request = dict(module=module, args=list(args), cwd=str(cwd), env=dict(env))
+        payload = json.dumps({**request, "new_session": False}).encode()
+        self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._conn.connect(prefork._server.path)
+        null = os.open(os.devnull, os.O_RDONLY)
+        try:
+            fds = [null, self._out.fileno(), self._err.fileno()]
+            socket.send_fds(self._conn, [len(payload).to_bytes(8, "little") + payload], fds)
+        finally:
+            os.close(null)
+        self._reply = b""
+        self.pid = int(self._line(None))
+
+    def _line(self, timeout: float | None) -> str | None:
+        """The server's next line (the pid, then the exit status); None if none within timeout."""
+        while b"\n" not in self._reply:
+            if not select.select([self._conn], [], [], timeout)[0]:
+                return None
+            data = self._conn.recv(64)
+            if not data:
+                raise RuntimeError("the prefork server closed the connection")
+            self._reply += data
+        line, self._reply = self._reply.split(b"\n", 1)
+        return line.decode()
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if self._popen is not None:
+                self.returncode = self._popen.wait(timeout)
+            else:
+                line = self._line(timeout)
+                if line is None:
+                    raise subprocess.TimeoutExpired(self.args, timeout)
+                self.returncode = int(line)
+                self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        try:
+            return self.wait(0)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(9)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        outputs = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            outputs.append(f.read().decode(errors="replace"))
+        return outputs[0], outputs[1]
+
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.poll() is None:
+            self.kill()
+            self.wait()
+        self._out.close()
+        self._err.close()
+
+
+def start_command(command: str, args: Sequence[str], cwd: Path, **env: str) -> Started:
+    """:func:`run_command` without waiting: ``python -m lipnet_pl.<command> args`` started in a
+    child of the preloaded interpreter (:mod:`prefork`), for tests that signal or kill it while
+    it runs."""
+    environment = {**os.environ, "WANDB_MODE": "offline", **env}
+    return Started(f"lipnet_pl.{command}", list(args), cwd, environment)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +11,7 @@ from lipnet_pl.config import compose
 from lipnet_pl.data.dataset import decode_label
 from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
-from tiny import TINY_NET
+from tiny import TINY_NET, run_command, start_command
 
 
 @pytest.mark.slow
@@ -23,13 +20,11 @@ def test_ddp_sim_validation_equals_single_process(tmp_path, lip_root):
     VAL = len(find_layout(root)["val"].ids)
     assert VAL % 2 == 1
     data = ["data=lip", f"data.root={root}", "data.crop_size=[64,64]", "data.num_workers=0"]
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    # training itself runs under DDP too (2 processes, global batch 4 = 2 per process)
-    trained = subprocess.run(
+    # training itself runs under DDP too (2 processes, global batch 4 = 2 per process); rank 0
+    # runs in the preloaded interpreter (tests/prefork.py), Lightning starts rank 1 afresh
+    trained = run_command(
+        "train",
         [
-            sys.executable,
-            "-m",
-            "lipnet_pl.train",
             *data,
             "data.batch_size=4",
             "trainer=ddp_sim",
@@ -40,45 +35,29 @@ def test_ddp_sim_validation_equals_single_process(tmp_path, lip_root):
             f"hydra.run.dir={tmp_path / 'train'}",
             *TINY_NET,
         ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        tmp_path,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((tmp_path / "train" / "run_summary.json").read_text())["global_step"] == 2
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     common = [f"ckpt_path={ckpt}", *data, "tta=flip", "log_images=0"]
 
-    single = evaluate(
-        compose(
-            "eval",
-            [
-                *common,
-                "trainer=cpu",
-                "data.batch_size=2",
-                f"paths.output_dir={tmp_path / 'single'}",
-            ],
-        )
-    )
-
     ddp_dir = tmp_path / "ddp"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lipnet_pl.eval",
-            *common,
-            "trainer=ddp_sim",
-            "data.batch_size=4",
-            f"hydra.run.dir={ddp_dir}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp_args = [*common, "trainer=ddp_sim", "data.batch_size=4", f"hydra.run.dir={ddp_dir}"]
+    with start_command("eval", ddp_args, tmp_path) as proc:  # while rank 1 starts up ...
+        single = evaluate(  # ... the single-process reference runs here
+            compose(
+                "eval",
+                [
+                    *common,
+                    "trainer=cpu",
+                    "data.batch_size=2",
+                    f"paths.output_dir={tmp_path / 'single'}",
+                ],
+            )
+        )
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
     ddp = json.loads((ddp_dir / "metrics.json").read_text())
 
     labels = [

@@ -68,30 +68,22 @@ def final_weights(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]]:
 def test_killed_run_relaunched_with_the_identical_command_ends_like_an_uninterrupted_one(
     lip_root, tmp_path
 ):
-    from tiny import run_command
+    from tiny import run_command, start_command
 
     reference = run_command("train", resume_command(lip_root, "reference"), tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    import os
-    import subprocess
-    import sys
-
-    args = [sys.executable, "-m", "lipnet_pl.train", *resume_command(lip_root, "victim")]
-    env = {**os.environ, "WANDB_MODE": "offline"}
     run_dir = tmp_path / "outputs" / "train" / "runs" / "victim"  # run_name -> a fixed run dir
-    victim = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     step_ckpt = run_dir / "checkpoints" / "last-step.ckpt"
-    deadline = time.monotonic() + 300
-    while victim.poll() is None and time.monotonic() < deadline:
-        if step_ckpt.exists() and torch.load(step_ckpt, weights_only=True)["global_step"] >= 3:
-            break  # mid-epoch 0 (4 steps per epoch) ... or later, but before the end
-        time.sleep(0.01)
-    still_running = victim.poll() is None
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    with start_command("train", resume_command(lip_root, "victim"), tmp_path) as victim:
+        deadline = time.monotonic() + 300
+        while victim.poll() is None and time.monotonic() < deadline:
+            if step_ckpt.exists() and torch.load(step_ckpt, weights_only=True)["global_step"] >= 3:
+                break  # mid-epoch 0 (4 steps per epoch) ... or later, but before the end
+            time.sleep(0.01)
+        still_running = victim.poll() is None
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
     assert still_running, "the run ended before it could be killed"
     assert not (run_dir / "run_summary.json").exists()
 

@@ -4,10 +4,8 @@ video. (Every command's exit status on SIGTERM is also in the contract table.)""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,29 +16,21 @@ import torch
 
 from hostile import live_server, write_ts
 from lipnet_pl.training.train import check_resumable
-from tiny import tiny_train_overrides
+from tiny import start_command, tiny_train_overrides
 
 
 def terminate_when(
     command: str, args: list[str], cwd: Path, ready: Callable[[], bool], timeout: float = 180
 ) -> subprocess.CompletedProcess:
-    """Start ``python -m lipnet_pl.<command>``, send SIGTERM once ``ready()``, wait for it."""
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", f"lipnet_pl.{command}", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and not ready() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    still_running = proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    """Start ``python -m lipnet_pl.<command>`` (preloaded: start-up is not what is tested), send
+    SIGTERM once ``ready()``, wait for it."""
+    with start_command(command, args, cwd) as proc:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and not ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        still_running = proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
     assert still_running, f"{command} ended before the signal: {err[-2000:]}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

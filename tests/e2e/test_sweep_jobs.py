@@ -6,19 +6,14 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from lipnet_pl.sweeps.stats import configuration_labels, group_rows, markdown, plot
 from tiny import TINY_NET, run_command
-
-ENV = {**os.environ, "WANDB_MODE": "offline"}
 
 
 def _command(lip_root, sweep_dir, *overrides):
@@ -44,10 +39,62 @@ def _command(lip_root, sweep_dir, *overrides):
     ]
 
 
-def _run(command):
+def _run(command, cwd=None, **env):
     """The sweep command of :func:`_command`, run as a user runs it (:func:`tiny.run_command`)."""
     assert command[:3] == [sys.executable, "-m", "lipnet_pl.train"]
-    return run_command("train", command[3:], Path.cwd(), timeout=400)
+    return run_command("train", command[3:], cwd or Path.cwd(), timeout=400, **env)
+
+
+# Test-only callbacks, importable by a sweep run in the folder holding this module (its jobs,
+# and the joblib workers that run them, have the working directory on sys.path).
+JOB_HOOKS = '''
+import os, signal, time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import Callback
+
+
+def _others(job_dir):
+    return [d for d in job_dir.parent.iterdir() if d.is_dir() and d.name != job_dir.name]
+
+
+class WaitForAnotherJob(Callback):
+    """A job starts training once another job of the sweep has started (at most timeout_s):
+    jobs of two workers then overlap however many seconds apart the workers start."""
+
+    def __init__(self, job_dir, timeout_s=60.0):
+        self.job_dir, self.timeout_s = Path(job_dir), float(timeout_s)
+
+    def on_train_start(self, trainer, pl_module):
+        deadline = time.monotonic() + self.timeout_s
+        while not any((d / "job_status.json").is_file() for d in _others(self.job_dir)):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+
+class DieInTheSecondJob(Callback):
+    """With KILL_THE_SWEEP set, SIGKILL the sweep once its second job starts training."""
+
+    def __init__(self, job_dir):
+        self.job_dir = Path(job_dir)
+
+    def on_train_start(self, trainer, pl_module):
+        if os.environ.get("KILL_THE_SWEEP") and any(
+            (d / "job_status.json").is_file() for d in _others(self.job_dir)
+        ):
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def _hook(folder: Path, name: str) -> list[str]:
+    """Overrides adding callback ``name`` of :data:`JOB_HOOKS` (written into ``folder``, the
+    folder to run the sweep in)."""
+    (folder / "sweep_job_hooks.py").write_text(JOB_HOOKS)
+    return [
+        f"+callbacks.test_hook._target_=sweep_job_hooks.{name}",
+        "+callbacks.test_hook.job_dir=${paths.output_dir}",
+    ]
 
 
 def _status(job_dir):
@@ -80,22 +127,18 @@ def test_a_failing_job_is_a_row_and_the_sweep_goes_on(tmp_path, lip_root):
 @pytest.mark.slow
 def test_a_relaunched_sweep_skips_the_jobs_that_finished(tmp_path, lip_root):
     sweep = tmp_path / "sweep"
-    command = _command(lip_root, sweep, "data.batch_size=2", "trainer.max_epochs=1,3")
-    first = subprocess.Popen(
-        command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    hook = _hook(tmp_path, "DieInTheSecondJob")
+    command = _command(lip_root, sweep, "data.batch_size=2", "trainer.max_epochs=1,3", *hook)
+    # the sweep dies (SIGKILL) once its 2nd job started training
+    first = _run(command, tmp_path, KILL_THE_SWEEP="1")
+    assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
     done = sweep / "trainer.max_epochs=1"
-    deadline = time.monotonic() + 300
-    while not (done / "job_status.json").exists() or _status(done)["status"] != "finished":
-        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()[-3000:]
-        time.sleep(0.1)
-    os.killpg(first.pid, signal.SIGKILL)  # the sweep dies while (or before) its 2nd job runs
-    first.wait(30)
+    assert _status(done)["status"] == "finished"
+    assert _status(sweep / "trainer.max_epochs=3")["status"] == "running"
     before = _status(done)
     assert not (sweep / "sweep_summary.csv").exists()
 
-    again = _run(command)
+    again = _run(command, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "trainer.max_epochs=1 finished in an earlier launch of this sweep: skipped" in (
         again.stdout + again.stderr
@@ -109,19 +152,22 @@ def test_a_relaunched_sweep_skips_the_jobs_that_finished(tmp_path, lip_root):
 @pytest.mark.slow
 def test_one_node_launcher_runs_two_jobs_at_a_time_one_per_device(tmp_path, lip_root):
     sweep = tmp_path / "sweep"
+    # each job holds its training until another job has started (at most 60 s): two workers'
+    # jobs overlap even when one worker starts seconds after the other on a loaded machine (CI
+    # saw four short jobs run one after the other, all on slot 0); a launcher running one job
+    # at a time would still show no overlap below
+    hook = _hook(tmp_path, "WaitForAnotherJob")
     proc = _run(
         _command(
             lip_root,
             sweep,
             "data.batch_size=2",
-            # ~4 s per job instead of ~0.5: long enough that the two workers' jobs overlap
-            # even when one worker starts seconds after the other on a loaded machine (CI saw
-            # four 0.5 s jobs run one after the other, all on slot 0)
-            "trainer.max_epochs=20",
             "seed=0,1,2,3",
             "hydra/launcher=local",
             "hydra.launcher.n_jobs=2",
-        )  # fmt: skip
+            *hook,
+        ),
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = [_status(sweep / f"seed={s}") for s in range(4)]

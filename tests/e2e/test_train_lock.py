@@ -3,26 +3,22 @@ line, and a run killed with SIGKILL leaves no stale lock (issue 28, item 2)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tiny import TINY_NET
+from tiny import TINY_NET, run_command, start_command
 
 pytestmark = pytest.mark.slow
 
 
 def command(lip_root: Path, run_dir: Path, epochs: int) -> list[str]:
+    """``python -m lipnet_pl.train`` arguments (run through the preloaded interpreter: what is
+    tested is the lock, not start-up)."""
     return [
-        sys.executable,
-        "-m",
-        "lipnet_pl.train",
         "data=lip",
         f"data.root={lip_root}",
         "data.crop_size=[64,64]",
@@ -42,24 +38,13 @@ def command(lip_root: Path, run_dir: Path, epochs: int) -> list[str]:
 
 def test_a_second_training_on_the_same_run_dir_is_refused_and_kill_9_frees_it(lip_root, tmp_path):
     run_dir = tmp_path / "run"
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    quiet = dict(cwd=tmp_path, env=env, stdin=subprocess.DEVNULL)
-    first = subprocess.Popen(
-        command(lip_root, run_dir, 500),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **quiet,
-    )
-    try:
+    with start_command("train", command(lip_root, run_dir, 500), tmp_path) as first:
         deadline = time.monotonic() + 240
-        while not (run_dir / "checkpoints").is_dir():  # training has started
+        while not (run_dir / "checkpoints/last-step.ckpt").is_file():  # training has started
             assert first.poll() is None and time.monotonic() < deadline, "the first run ended"
-            time.sleep(0.2)
-        second = subprocess.run(
-            command(lip_root, run_dir, 500), capture_output=True, text=True, timeout=300, **quiet
-        )
+            time.sleep(0.05)
+        second = run_command("train", command(lip_root, run_dir, 500), tmp_path)
         assert first.poll() is None, "the first run must still be training"
-    finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
     lines = [line for line in second.stderr.splitlines() if line.strip()]
@@ -69,7 +54,7 @@ def test_a_second_training_on_the_same_run_dir_is_refused_and_kill_9_frees_it(li
     # the killed run left its lock file, but not its lock: the relaunch resumes and goes on
     step = torch.load(run_dir / "checkpoints/last-step.ckpt", weights_only=True)["global_step"]
     relaunch = [*command(lip_root, run_dir, 500), f"+trainer.max_steps={step + 2}"]
-    third = subprocess.run(relaunch, capture_output=True, text=True, timeout=300, **quiet)
+    third = run_command("train", relaunch, tmp_path)
     assert third.returncode == 0, third.stderr[-3000:]
     ckpt = torch.load(run_dir / "checkpoints/last-step.ckpt", weights_only=True)
     assert ckpt["global_step"] == step + 2

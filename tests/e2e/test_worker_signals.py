@@ -3,17 +3,31 @@ their own process shuts them down, at interpreter exit included."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 import textwrap
 
 import pytest
+
+import prefork
 
 PROGRAM = textwrap.dedent(
     """
     import os, signal, subprocess, time
     from torch.utils.data import DataLoader
     from lipnet_pl.data.workers import WorkerInit
+
+
+    def settled(pid):
+        # every signal sent to the worker was taken (ignored, or read by its sigwaitinfo thread)
+        # or it is gone: then "alive" below is the worker's own decision, not a race
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+        except FileNotFoundError:
+            return True
+        pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+        return status["State"].split()[0] in ("Z", "X") or pending == 0
+
 
     loader = DataLoader(list(range(100)), batch_size=1, num_workers=2,
                         persistent_workers=True, worker_init_fn=WorkerInit())
@@ -22,7 +36,9 @@ PROGRAM = textwrap.dedent(
     pids = [w.pid for w in it._workers]
     for sig in ("USR1", "USR2", "TERM"):  # from another process, as slurmstepd sends them
         subprocess.run(["kill", f"-{sig}", *map(str, pids)], check=True)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while not all(map(settled, pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
     print("batches", len([b for b in it]) + 1)
     print("alive", all(w.is_alive() for w in it._workers))
     it = iter(loader)  # persistent workers still up at exit: multiprocessing terminates them
@@ -33,10 +49,11 @@ PROGRAM = textwrap.dedent(
 
 @pytest.mark.slow
 def test_workers_ignore_signals_from_others_and_stop_at_exit(tmp_path):
-    # a hang here (timeout) is a worker that ignores its parent's SIGTERM at interpreter exit
-    done = subprocess.run(
-        [sys.executable, "-c", PROGRAM], capture_output=True, text=True, timeout=60, cwd=tmp_path
-    )
+    # a hang here (timeout) is a worker that ignores its parent's SIGTERM at interpreter exit.
+    # Run as `python -m worker_program` forked from the preloaded interpreter (tests/prefork.py:
+    # exit runs the atexit handlers, multiprocessing's termination of daemonic workers included)
+    (tmp_path / "worker_program.py").write_text(PROGRAM)
+    done = prefork.run("worker_program", [], tmp_path, dict(os.environ), timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["batches", "100", "alive", "True"], done.stdout
     assert "User defined signal" not in done.stderr

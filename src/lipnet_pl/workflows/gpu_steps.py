@@ -58,6 +58,7 @@ class Settings:
     epochs: int = 2
     workers: int = 8
     bench: list[str] = field(default_factory=list)  # bench overrides of the profile
+    net: list[str] = field(default_factory=list)  # model.net overrides of the training runs
     compile: bool = True
     skip: frozenset[str] = frozenset()  # steps left out (--skip)
 
@@ -132,6 +133,7 @@ def train_overrides(
         "logger=none",
         "resume=never",
         f"paths.output_dir={out}",
+        *s.net,
     ]
 
 
