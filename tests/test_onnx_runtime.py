@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from lipnet_pl.data.classes import ClassInfo
 from lipnet_pl.errors import UserError
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm
-from tiny import TINY_LIPNET_KWARGS
+from tiny import TINY_LIPNET_KWARGS, built_once
 
 pytestmark = [
     pytest.mark.slow,  # one ONNX export (~15 s on 2 cores)
@@ -69,25 +68,6 @@ def fix_input_shape(src: Path, dst: Path, shape: tuple[int, ...]) -> Path:
         dim.dim_value = size
     onnx.save(model, dst)
     return dst
-
-
-def built_once(tmp_path_factory, name: str, build) -> Path:
-    """The folder ``<basetemp>/<name>`` after ``build(folder)`` filled it, once per test run:
-    under pytest-xdist a module-scoped fixture runs once per worker that runs one of the module's
-    tests (``--dist loadgroup`` does not keep a module together with pytest 9.2,
-    pytest-xdist#1386), so the first worker builds and the others wait and read its files."""
-    from filelock import FileLock  # a dependency of torch
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # pytest-<n>/: this run's, shared by its workers
-    folder = root / name
-    with FileLock(str(root / f"{name}.lock")):
-        if not (folder / ".built").exists():
-            folder.mkdir(exist_ok=True)
-            build(folder)
-            (folder / ".built").touch()
-    return folder
 
 
 @pytest.fixture(scope="module")

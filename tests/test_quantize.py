@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -25,32 +24,13 @@ from lipnet_pl.data import EvalTransform, LIPDataset, find_layout
 from lipnet_pl.data.synthetic import generate
 from lipnet_pl.models import build_model
 from lipnet_pl.models.fastpath import fold_batchnorm
-from tiny import TINY_LIPNET_KWARGS
+from tiny import TINY_LIPNET_KWARGS, built_once
 
 pytestmark = [
     pytest.mark.slow,  # one ONNX export and calibrations (~30 s on 2 cores)
     pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
 ]
 SIZE = (64, 64)
-
-
-def built_once(tmp_path_factory, name: str, build) -> Path:
-    """The folder ``<basetemp>/<name>`` after ``build(folder)`` filled it, once per test run:
-    under pytest-xdist a module-scoped fixture runs once per worker that runs one of the module's
-    tests (``--dist loadgroup`` does not keep a module together with pytest 9.2,
-    pytest-xdist#1386), so the first worker builds and the others wait and read its files."""
-    from filelock import FileLock  # a dependency of torch
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # pytest-<n>/: this run's, shared by its workers
-    folder = root / name
-    with FileLock(str(root / f"{name}.lock")):
-        if not (folder / ".built").exists():
-            folder.mkdir(exist_ok=True)
-            build(folder)
-            (folder / ".built").touch()
-    return folder
 
 
 @pytest.fixture(scope="module")

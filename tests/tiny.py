@@ -192,3 +192,21 @@ def start_command(command: str, args: Sequence[str], cwd: Path, **env: str) -> S
     it runs."""
     environment = {**os.environ, "WANDB_MODE": "offline", **env}
     return Started(f"lipnet_pl.{command}", list(args), cwd, environment)
+
+
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``<basetemp>/<name>`` after ``build(folder)`` filled it, once per test run:
+    under pytest-xdist a module-scoped fixture runs once in every worker that runs one of the
+    module's tests, so the first worker builds and the others wait and read its files."""
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-<n>/: this run's, shared by its workers
+    folder = root / name
+    with FileLock(str(root / f"{name}.lock")):
+        if not (folder / ".built").exists():
+            folder.mkdir(exist_ok=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
