@@ -29,3 +29,39 @@ def test_round_limits_that_time_nothing_are_refused(key, value):
     with pytest.raises(UserError, match=r"cpu\.(min_rounds|ci_tolerance)="):
         round_settings(profile, "cpu")
     assert round_settings(OmegaConf.create(PROFILE), "cpu").max_rounds == 8
+
+
+class FakeClock:
+    """``time.perf_counter`` advanced by the callables themselves: timings without sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_race_times_each_network_after_an_untimed_call(monkeypatch):
+    """The small network's first call after the big one costs 30 ms (cleared caches), the next
+    ones 10 ms: the race (``rewarm=1``) times the steady calls, plain rounds the cold ones."""
+    import lipnet_pl.core.timing as timing
+    from lipnet_pl.benchmark.runners import RACE_REWARM
+
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    state = {"cold": True}
+
+    def big():
+        clock.now += 0.2
+        state["cold"] = True
+
+    def small():
+        clock.now += 0.03 if state["cold"] else 0.01
+        state["cold"] = False
+
+    fns = {"big": big, "small": small}
+    cold = interleaved_rounds(fns, torch.device("cpu"), 6, 6, 0.05, 60.0)
+    warm = interleaved_rounds(fns, torch.device("cpu"), 6, 6, 0.05, 60.0, rewarm=RACE_REWARM)
+    assert cold.times["small"] == pytest.approx([30.0] * 6)
+    assert warm.times["small"] == pytest.approx([10.0] * 6)
+    assert warm.times["big"] == pytest.approx([200.0] * 6)

@@ -119,3 +119,96 @@ def test_the_bench_writes_openvino_fp32_and_int8_rows_of_a_model(tmp_path):
         r["rounds"] == 2 and r["device"] == "cpu" and r["median_ms"] > 0 for r in ov.values()
     )
     assert data["meta"]["openvino"] != "not installed"
+
+
+def _eval(lip_root, ckpt, out, backend):
+    from lipnet_pl.evaluation.evaluate import evaluate
+
+    overrides = [
+        f"ckpt_path={ckpt}", "data=lip", f"data.root={lip_root}", "data.num_workers=0",
+        "data.batch_size=2", "trainer=cpu", f"paths.output_dir={out}", f"backend={backend}",
+        "save_predictions=true",
+    ]  # fmt: skip
+    return evaluate(compose("eval", overrides))
+
+
+def test_eval_backend_openvino_scores_a_checkpoint_as_onnx_runtime_does(
+    lip_root, trained_ckpt, tmp_path
+):
+    """``eval backend=openvino`` exports the checkpoint and runs it under OpenVINO: the mIoU of
+    ONNX Runtime on the same export (within 0.1 point) and >= 99.9 % of its label pixels."""
+    import numpy as np
+    from PIL import Image
+
+    runs = {b: _eval(lip_root, trained_ckpt, tmp_path / b, b) for b in ("onnxruntime", "openvino")}
+    assert (tmp_path / "openvino" / "model.onnx").is_file()
+    assert abs(runs["onnxruntime"]["miou"] - runs["openvino"]["miou"]) <= 0.001
+    same = total = 0
+    for png in (tmp_path / "onnxruntime" / "predictions").glob("*.png"):
+        a = np.asarray(Image.open(png))
+        b = np.asarray(Image.open(tmp_path / "openvino" / "predictions" / png.name))
+        same, total = same + int((a == b).sum()), total + a.size
+    assert total > 0 and same / total >= 0.999
+
+
+def test_predict_backend_openvino_runs_the_int8_export(random_ckpt, lip_root, tmp_path):
+    """The documented deployment: ``export quantize=int8``, then ``predict backend=openvino``
+    on the int8 file; its logits are those of ONNX Runtime on the same file within int8 rounding,
+    and the predict command writes a label map per image."""
+    from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet
+    from lipnet_pl.core.openvino_runtime import OpenVinoNet
+    from lipnet_pl.exporting.export import export
+    from lipnet_pl.inference.predict import predict
+
+    export_overrides = [
+        f"paths.output_dir={tmp_path / 'run'}", f"ckpt_path={random_ckpt}",
+        f"output={tmp_path / 'model.onnx'}", "quantize=int8", f"calibration.data_root={lip_root}",
+        "calibration.images=3",
+    ]  # fmt: skip
+    export(compose("export", export_overrides))
+    int8 = tmp_path / "model.int8.onnx"
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 48, 40)
+    ov, ort = OpenVinoNet(int8)(x), OnnxRuntimeNet(int8)(x)
+    assert ov.shape == ort.shape == (2, 20, 48, 40)
+    assert (ov - ort).abs().mean() < 0.05 * ort.std()
+    assert (ov.argmax(1) == ort.argmax(1)).float().mean() > 0.9
+    images = lip_root / "TrainVal_images" / "val_images"
+    out = tmp_path / "labels"
+    predict_overrides = [
+        f"paths.output_dir={tmp_path / 'predict'}", f"ckpt_path={int8}", f"input={images}",
+        f"output={out}", "backend=openvino", "device=cpu",
+    ]  # fmt: skip
+    report = predict(compose("predict", predict_overrides))
+    stems = sorted(p.stem for p in images.glob("*.jpg"))
+    assert report.images == len(stems) == 5 and not report.failed, report
+    assert sorted(p.stem for p in (out / "labels").glob("*.png")) == stems
+
+
+def test_openvino_backend_refuses_a_gpu_and_a_missing_package_in_one_line(
+    random_ckpt, monkeypatch, tmp_path
+):
+    import sys
+
+    from lipnet_pl.core.backends import select_backend
+    from lipnet_pl.core.loader import load_model
+    from lipnet_pl.errors import UserError
+
+    loaded = load_model(random_ckpt)
+    with pytest.raises(UserError, match=r"^backend=openvino runs on the CPU, not cuda:0: set"):
+        select_backend(loaded, "openvino", "cuda:0", tmp_path)
+
+    class Missing:  # an import system without openvino
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "openvino":
+                raise ModuleNotFoundError("No module named 'openvino'", name="openvino")
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "openvino"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [Missing(), *sys.meta_path])
+    with pytest.raises(UserError) as err:
+        select_backend(loaded, "openvino", "cpu", tmp_path)
+    assert str(err.value) == (
+        "backend=openvino: openvino is not installed: pip install 'lipnet_pl[openvino]' "
+        "(openvino, nncf)"
+    )

@@ -9,10 +9,11 @@ and activations, the plugin's VNNI kernels) calibrated on the same inputs as the
 int8 file. Needs ``pip install 'lipnet_pl[openvino]'``; without it, or on a CPU where the plugin
 fails, the row says so and the bench goes on.
 
-Why OpenVINO is not a ``predict``/``eval`` backend: it has to beat ONNX Runtime int8 by >= 1.2x
-in the same rounds with int8 within 0.5 mIoU of fp32. On a 2-core AVX512-VNNI EPYC (Zen 4) its
-int8 ran at 0.79-1.11x ONNX Runtime int8's speed in three runs (accuracy -0.13 mIoU on a demo
-lipnet_rt): docs/benchmarks.md.
+When OpenVINO is the faster int8 runtime: ``backend=openvino`` in eval/predict
+(:mod:`lipnet_pl.core.openvino_runtime`) runs the exported int8 file. It beat ONNX Runtime int8
+by >= 1.2x with int8 within 0.5 mIoU of fp32 on a 2-core Xeon with AMX (1.3x lipnet_rt, 2.6x
+LIP-Net), but ran at 0.79-1.17x ONNX Runtime int8 on AMD EPYCs (Zen 2 and Zen 4), where
+``onnxruntime`` stays the choice: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,15 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-EXTRA = "pip install 'lipnet_pl[openvino]' (openvino, nncf)"
-
-
-def _openvino():
-    try:
-        import openvino
-    except ImportError as err:
-        raise RuntimeError(f"openvino is not installed: {EXTRA}") from err
-    return openvino
+from lipnet_pl.core.openvino_runtime import EXTRA, cpu_config, import_openvino
 
 
 def _nncf():
@@ -55,7 +48,7 @@ def compile_openvino(
     """``onnx_path`` compiled by OpenVINO's CPU plugin for inputs of ``shape``: fp32, or int8
     (NNCF) calibrated on ``calibration`` (float32 [B, C, H, W] arrays of one shape; H, W those
     of ``shape``). Returns ``x -> logits``."""
-    ov = _openvino()
+    ov = import_openvino()
     core = ov.Core()
     model = core.read_model(str(onnx_path))
     if calibration is not None:
@@ -64,12 +57,7 @@ def compile_openvino(
         model.reshape(list(batches[0].shape))
         model = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
     model.reshape(list(shape))  # static: the plugin plans its memory once
-    config = {
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
-        "INFERENCE_PRECISION_HINT": "f32",  # int8 layers stay int8; the rest is not bf16
-    }
-    request = core.compile_model(model, "CPU", config).create_infer_request()
+    request = core.compile_model(model, "CPU", cpu_config(threads)).create_infer_request()
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = request.infer({0: x.detach().cpu().numpy()}, share_inputs=True)

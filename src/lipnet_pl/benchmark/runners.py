@@ -166,6 +166,9 @@ def measure_group(case: Case, variants: dict[str, Variant], rounds: RoundSetting
     return rows
 
 
+RACE_REWARM = 1  # untimed calls of each network before its timed call in every round of a race
+
+
 @dataclass
 class Versus:
     """A model's best batch-1 variant raced against a reference model's PyTorch eager fp32."""
@@ -186,13 +189,20 @@ def race_versus(
     model: str, reference: str, best: str, race: dict[str, Variant], case: Case, rounds
 ) -> Versus:
     """Warm ``race["reference"]`` and ``race["best"]`` up, time them in interleaved rounds and
-    return the per-round speed-up of ``best`` over ``reference`` (a failure is the note)."""
+    return the per-round speed-up of ``best`` over ``reference`` (a failure is the note).
+
+    In each round each network runs once untimed before its timed call (``RACE_REWARM``): the
+    speed-up is one of images/s, i.e. of calls back to back, and the first call of a 15 ms
+    network right after a 260 ms one is about 30 % slower than the next ones (caches and the
+    runtime's thread pool cleared; docs/benchmarks.md)."""
     try:
         for v in race.values():
             time_calls(v.call, v.device, case.warmup, 0)
         fns = {name: v.call for name, v in race.items()}
         devices = {name: v.device for name, v in race.items()}
-        measured = interleaved_rounds(fns, case.device, **vars(rounds), devices=devices)
+        measured = interleaved_rounds(
+            fns, case.device, **vars(rounds), devices=devices, rewarm=RACE_REWARM
+        )
     except Exception as err:  # an OOM or a failure is reported, the bench goes on
         nan = math.nan
         return Versus(model, reference, best, nan, nan, nan, 0, nan, nan, failure(err))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,22 @@ def _device(device: str | torch.device) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     return dev
+
+
+def in_chunks(
+    x: torch.Tensor, step: int | None, run: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """``run`` over ``x`` in chunks of a static batch size ``step`` (None: all at once), the
+    last chunk padded by repeating its last image; the outputs of ``x``'s images, concatenated."""
+    batch = len(x)
+    step = step or batch
+    outs = []
+    for start in range(0, batch, step):
+        chunk = x[start : start + step]
+        if len(chunk) < step:  # pad the last chunk by repeating its last image
+            chunk = torch.cat([chunk, chunk[-1:].expand(step - len(chunk), -1, -1, -1)])
+        outs.append(run(chunk.contiguous()))
+    return torch.cat(outs)[:batch] if len(outs) > 1 else outs[0][:batch]
 
 
 class OnnxRuntimeNet(nn.Module):
@@ -232,16 +249,7 @@ class OnnxRuntimeNet(nn.Module):
         self._check_shape(x)
         caller = x.device
         x = x.detach().to(self.device, torch.float32).contiguous()
-        batch = len(x)
-        step = self.input_shape[0] or batch  # a static batch size: run in chunks of it
-        outs = []
-        for start in range(0, batch, step):
-            chunk = x[start : start + step]
-            if len(chunk) < step:  # pad the last chunk by repeating its last image
-                chunk = torch.cat([chunk, chunk[-1:].expand(step - len(chunk), -1, -1, -1)])
-            outs.append(self._run(chunk.contiguous()))
-        logits = torch.cat(outs)[:batch] if len(outs) > 1 else outs[0][:batch]
-        return logits.to(caller)
+        return in_chunks(x, self.input_shape[0], self._run).to(caller)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """One session call with I/O bound to torch memory on the session's device: no copy
