@@ -62,3 +62,30 @@ def test_each_module_imports_first_in_a_fresh_interpreter():
     failed = [line.split()[0] for line in proc.stderr.splitlines() if line.startswith("lipnet_pl")]
     assert failed == [SENTINEL], f"modules that fail when imported first: {proc.stderr[-3000:]}"
     assert proc.returncode == 1
+
+
+HELP_WITHOUT = ("lightning", "torchvision", "timm", "segmentation_models_pytorch")
+HELP = textwrap.dedent(
+    """
+    import sys
+    from {module} import run
+    try:
+        run(["--help"])
+    except SystemExit as done:
+        assert done.code == 0, done.code
+    print(sorted(m for m in {heavy!r} if m in sys.modules))
+    """
+)
+
+
+@pytest.mark.parametrize("module", ["lipnet_pl.data.__main__", "lipnet_pl.workflows.gpu_check"])
+def test_help_of_a_tool_loads_none_of_the_heavy_libraries(module):
+    """``lipnet-data --help`` and ``lipnet-gpu-check --help`` answer before Lightning,
+    torchvision, timm and smp load (each tool imports its work once chosen): seconds sooner."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP.format(module=module, heavy=HELP_WITHOUT)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "usage:" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout[-500:]

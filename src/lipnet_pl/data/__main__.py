@@ -14,10 +14,7 @@ import sys
 from pathlib import Path
 
 from lipnet_pl.cli import ArgumentParser, argparse_command
-from lipnet_pl.data.check import check
 from lipnet_pl.data.classes import NUM_LIP_CLASSES
-from lipnet_pl.data.loader_bench import bench
-from lipnet_pl.data.prepare import prepare
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -44,10 +41,17 @@ def run(argv: list[str] | None = None) -> int:
         help="where the device-side augmentation is timed (auto: cuda if any)",
     )
     args = parser.parse_args(argv)
+    # each tool imported once chosen: --help and usage errors answer without torch
     if args.command == "prepare":
+        from lipnet_pl.data.prepare import prepare
+
         return prepare(args.zip_dir, args.out, force=args.force)
     if args.command == "check":
+        from lipnet_pl.data.check import check
+
         return check(args.root, num_classes=args.num_classes, max_list=args.max_list)
+    from lipnet_pl.data.loader_bench import bench
+
     bench(args.root, args.workers, args.crop, args.samples, args.runs, args.batch_size, args.device)
     return 0
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lipnet_pl.cli import ArgumentParser, argparse_command
 from lipnet_pl.errors import UserError
-from lipnet_pl.workflows import gpu_steps as steps_
-from lipnet_pl.workflows.gpu_report import write_report
-from lipnet_pl.workflows.gpu_steps import Settings, Step, run_step
+
+if TYPE_CHECKING:  # torch and the steps load once the arguments are read: --help is instant
+    from lipnet_pl.workflows.gpu_steps import Settings, Step
 
 CPU_SMOKE_BENCH = [
     "models=[lipnet]",
@@ -61,6 +60,11 @@ STEPS = ("bench", "train", "eval", "onnx", "ddp", "profile")
 def check(s: Settings) -> list[Step]:
     """Run the steps of ``s.profile`` not in ``s.skip``; a failing step is reported and the
     others still run."""
+    import torch
+
+    from lipnet_pl.workflows import gpu_steps as steps_
+    from lipnet_pl.workflows.gpu_steps import run_step
+
     steps: list[Step] = []
     full = s.profile == "full"
 
@@ -103,6 +107,10 @@ def new_run_dir(out: Path) -> Path:
 
 
 def settings(args) -> Settings:
+    import torch
+
+    from lipnet_pl.workflows.gpu_steps import Settings
+
     skip = skipped(args.skip)
     if args.cpu_smoke:
         return Settings(
@@ -155,6 +163,8 @@ def run(argv: list[str] | None = None) -> int:
         "--no-compile", action="store_true", help="skip the torch.compile training run (full)"
     )
     s = settings(p.parse_args(argv))
+    from lipnet_pl.workflows.gpu_report import write_report
+
     steps = check(s)
     print(f"[gpu-check] report: {write_report(s, steps)}")
     return 0 if all(step.ok for step in steps) else 1
