@@ -328,3 +328,18 @@ def test_onnx_rows_on_a_gpu_bench_name_the_cpu_provider_and_skip_large_batches()
     assert {(r.variant, r.device) for r in rows} == {("fp32", "cpu"), ("int8", "cpu")}
     assert {r.label for r in rows} == {"onnxruntime fp32 CPU", "onnxruntime int8 CPU"}
     assert all(r.ok and r.rounds == 2 for r in rows)  # timed on the host clock, not CUDA events
+
+
+@pytest.mark.parametrize(
+    ("flags", "want"),
+    [
+        ("fpu avx2 avx512f avx512_vnni amx_bf16 amx_int8 amx_tile", "AVX512-VNNI AMX-INT8"),
+        ("fpu avx2 avx_vnni", "AVX-VNNI"),
+        ("fpu sse4_2 avx2 fma", "none"),
+    ],
+)
+def test_the_bench_names_the_cpus_int8_instructions(flags, want):
+    from lipnet_pl.benchmark.suite import int8_isa
+
+    cpuinfo = f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n"
+    assert int8_isa(cpuinfo) == want
