@@ -38,12 +38,16 @@ def test_versus_races_best_against_reference_in_the_same_rounds():
         "reference": Variant("pytorch", "eager", sleeper("ref", 40.0), cpu),
         "best": Variant("onnxruntime", "int8", sleeper("best", 10.0), cpu),
     }
-    race["best"].call = (lambda f: lambda: (f(), next_round()))(race["best"].call)
+    # a round starts with the reference's untimed call: the load changes there, so all four
+    # calls of a round (each network's re-warm, then its timed call) share it
+    ref = race["reference"].call
+    race["reference"].call = lambda: (calls and calls[-1] == "best" and next_round(), ref())
     case = Case(ModelInfo("lipnet_rt", 4.0, 5.2), cpu, "fp32", 1, (64, 64), 1, 0)
     settings = RoundSettings(min_rounds=6, max_rounds=6, tolerance=0.05, time_cap_s=60)
     v = race_versus("lipnet_rt", "lipnet", "onnxruntime int8 CPU", race, case, settings)
-    assert calls[:2] == ["ref", "best"]  # one warm-up call each, then rounds of one call each
-    assert calls[2:] == ["ref", "best"] * 6 and v.rounds == 6
+    assert calls[:2] == ["ref", "best"]  # one warm-up call each, then rounds of ...
+    # ... an untimed re-warm and a timed call of each network (RACE_REWARM)
+    assert calls[2:] == ["ref", "ref", "best", "best"] * 6 and v.rounds == 6
     assert 3.0 < v.speedup < 4.6 and v.ci_low <= v.speedup <= v.ci_high
     assert v.reference_ms > v.best_ms
     line = versus_line(v)
