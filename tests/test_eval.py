@@ -17,6 +17,7 @@ from lipnet_pl.data.layout import find_layout
 from lipnet_pl.evaluation.evaluate import evaluate
 from lipnet_pl.evaluation.reports import iou_markdown_table, plot_confusion_matrix
 from lipnet_pl.inference.predict import predict
+from tiny import same_label_share
 
 
 def eval_cfg(root, ckpt, out, *extra):
@@ -149,9 +150,7 @@ def test_onnx_runtime_backend_agrees_with_pytorch(lip_root, trained_ckpt, tmp_pa
         )
     assert (tmp_path / "onnxruntime" / "model.onnx").is_file()  # exported into the run dir
     assert abs(runs["torch"]["miou"] - runs["onnxruntime"]["miou"]) <= 0.001
-    same = total = 0
-    for png in (tmp_path / "torch" / "predictions").glob("*.png"):
-        a = np.asarray(Image.open(png))
-        b = np.asarray(Image.open(tmp_path / "onnxruntime" / "predictions" / png.name))
-        same, total = same + int((a == b).sum()), total + a.size
-    assert total > 0 and same / total >= 0.999
+    share = same_label_share(
+        tmp_path / "torch" / "predictions", tmp_path / "onnxruntime" / "predictions"
+    )
+    assert share >= 0.999

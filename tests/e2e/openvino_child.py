@@ -137,18 +137,15 @@ def test_eval_backend_openvino_scores_a_checkpoint_as_onnx_runtime_does(
 ):
     """``eval backend=openvino`` exports the checkpoint and runs it under OpenVINO: the mIoU of
     ONNX Runtime on the same export (within 0.1 point) and >= 99.9 % of its label pixels."""
-    import numpy as np
-    from PIL import Image
+    from tiny import same_label_share
 
     runs = {b: _eval(lip_root, trained_ckpt, tmp_path / b, b) for b in ("onnxruntime", "openvino")}
     assert (tmp_path / "openvino" / "model.onnx").is_file()
     assert abs(runs["onnxruntime"]["miou"] - runs["openvino"]["miou"]) <= 0.001
-    same = total = 0
-    for png in (tmp_path / "onnxruntime" / "predictions").glob("*.png"):
-        a = np.asarray(Image.open(png))
-        b = np.asarray(Image.open(tmp_path / "openvino" / "predictions" / png.name))
-        same, total = same + int((a == b).sum()), total + a.size
-    assert total > 0 and same / total >= 0.999
+    share = same_label_share(
+        tmp_path / "onnxruntime" / "predictions", tmp_path / "openvino" / "predictions"
+    )
+    assert share >= 0.999
 
 
 def test_predict_backend_openvino_runs_the_int8_export(random_ckpt, lip_root, tmp_path):
