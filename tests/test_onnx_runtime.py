@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import (
     CLASS_NAMES_KEY,
     SPEC_KEY,
@@ -42,22 +43,9 @@ def tiny_spec() -> ModelSpec:
 def export(net: torch.nn.Module, path: Path) -> Path:
     """The export command's recipe: torch.export-based exporter, opset 18, weights inside,
     dynamic batch / height / width."""
-    free = torch.export.Dim.DYNAMIC
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            fold_batchnorm(net),
-            (torch.randn(1, 3, 64, 64),),
-            str(path),
-            input_names=["image"],
-            output_names=["logits"],
-            opset_version=18,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes=({0: free, 2: free, 3: free},),
-            verbose=False,
-        )
-    return path
+        return export_onnx(fold_batchnorm(net), torch.randn(1, 3, 64, 64), path, True, 18)
 
 
 def fix_input_shape(src: Path, dst: Path, shape: tuple[int, ...]) -> Path:

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, read_spec, write_spec
 from lipnet_pl.core.quantize import (
     CALIBRATION_METHODS,
@@ -67,21 +68,9 @@ def fp32(tmp_path_factory, data_root) -> tuple[torch.nn.Module, Path]:
         net = fit(build_model("lipnet", **TINY_LIPNET_KWARGS), data_root)
         torch.save(net.state_dict(), folder / "net.pt")
         path = folder / "fp32.onnx"
-        free = torch.export.Dim.DYNAMIC
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                fold_batchnorm(net),
-                (torch.randn(1, 3, *SIZE),),
-                str(path),
-                input_names=["image"],
-                output_names=["logits"],
-                opset_version=18,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes=({0: free, 2: free, 3: free},),
-                verbose=False,
-            )
+            export_onnx(fold_batchnorm(net), torch.randn(1, 3, *SIZE), path, True, 18)
         spec = ModelSpec(
             net={"name": "lipnet", "num_classes": 20, **TINY_LIPNET_KWARGS}, input_size=SIZE
         )
