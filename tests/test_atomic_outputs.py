@@ -54,3 +54,16 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     atomic_save(nested / "y.png", lambda t: t.write_bytes(b"png"), clean=False)
     assert clean_stale_tree(tmp_path / "labels") == 1
     assert sorted(p.name for p in nested.iterdir()) == ["y.png"]
+
+
+def test_a_writer_killed_rewriting_its_own_temporary_leaves_nothing(tmp_path):
+    # the export writes the ONNX file to its temporary, then rewrites that temporary in place
+    # (metadata) through a temporary of the temporary: killed there, it leaves both
+    pid = dead_pid()
+    outer = tmp_path / f".m.onnx.{pid}.0a0b0c0d.tmp"
+    inner = tmp_path / f".{outer.name}.{pid}.1a1b1c1d.tmp"
+    outer.write_bytes(b"whole model")
+    inner.write_bytes(b"half")
+    with atomic_path(tmp_path / "m.onnx") as tmp:
+        tmp.write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

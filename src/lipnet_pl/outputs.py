@@ -83,7 +83,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries of ``path`` left by writers that died (their pid no longer runs)."""
+    """Remove the temporaries of ``path`` left by writers that died (their pid no longer runs).
+
+    A dead writer's temporary takes its own temporaries with it: a writer that rewrote its
+    temporary in place (the export stores the ONNX metadata so) and was killed doing it left
+    ``..<name>.<pid>.<random>.tmp.<pid>.<random>.tmp`` beside it."""
     import shutil
 
     path = Path(path)
@@ -96,6 +100,7 @@ def clean_stale(path: str | os.PathLike) -> list[Path]:
             continue
         if int(parts[0]) == os.getpid() or _pid_alive(int(parts[0])):
             continue
+        removed += clean_stale(tmp)
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
