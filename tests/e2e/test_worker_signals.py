@@ -1,5 +1,6 @@
-"""Loader workers (``lipnet_pl.data.workers``) survive a scheduler's signals and still stop when
-their own process shuts them down, at interpreter exit included."""
+"""Loader workers (``lipnet_pl.data.workers``) survive a scheduler's signals, also ones that arrive
+before their ``worker_init_fn`` runs, and still stop quietly when their own process shuts them
+down, at interpreter exit included."""
 
 from __future__ import annotations
 
@@ -57,3 +58,43 @@ def test_workers_ignore_signals_from_others_and_stop_at_exit(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["batches", "100", "alive", "True"], done.stdout
     assert "User defined signal" not in done.stderr
+    # the workers multiprocessing terminates at exit end as PyTorch's own do (exit 0): no
+    # "DataLoader worker (pid N) is killed by signal: Terminated" from the exit handler
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+EARLY_PROGRAM = textwrap.dedent(
+    """
+    import subprocess, sys, time
+    from lipnet_pl.data.datamodule import LIPDataModule
+
+    dm = LIPDataModule(sys.argv[1], batch_size=1, num_workers=2, crop_size=64)
+    dm.setup("fit")
+    loader = dm.val_dataloader()  # the project's loader, as training builds it
+    project_init = loader.worker_init_fn
+
+
+    def late_init(worker_id):
+        time.sleep(1.0)  # a worker still starting (PyTorch's handlers set, the project's not)
+        project_init(worker_id)
+
+
+    loader.worker_init_fn = late_init
+    it = iter(loader)  # forks the workers
+    pids = [w.pid for w in it._workers]
+    for sig in ("USR1", "USR2", "TERM"):  # while they start, from another process
+        subprocess.run(["kill", f"-{sig}", *map(str, pids)], check=True)
+    print("batches", sum(1 for _ in it), "of", len(loader))
+    print("alive", all(w.is_alive() for w in it._workers))
+    """
+)
+
+
+@pytest.mark.slow
+def test_signals_that_reach_a_starting_worker_wait_for_its_init(tmp_path, lip_root):
+    # validation workers start at the first validation, which is where a stop often arrives
+    (tmp_path / "early_program.py").write_text(EARLY_PROGRAM)
+    done = prefork.run("early_program", [str(lip_root)], tmp_path, dict(os.environ), timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["batches", "5", "of", "5", "alive", "True"], done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -42,7 +42,7 @@ from lipnet_pl.data.layout import README_HINT, SplitFiles, find_layout, missing_
 from lipnet_pl.data.sampling import EpochSampler, ResumableLoader
 from lipnet_pl.data.synthetic import generate, is_current, synthetic_defaults
 from lipnet_pl.data.transforms import EvalTransform, TrainTransform, _pair, collate_eval
-from lipnet_pl.data.workers import WorkerInit
+from lipnet_pl.data.workers import WorkerInit, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,7 @@ class LIPDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=WorkerInit(rank) if self.num_workers > 0 else None,
+            multiprocessing_context=worker_context() if self.num_workers > 0 else None,
             pin_memory=self._pin(),
             collate_fn=None if train else collate_eval,
         )

@@ -2,16 +2,20 @@
 
 SLURM signals every process of a job step, DataLoader workers included: ``--signal=USR1@120``
 at the time limit, submitit's USR2, SIGTERM on preemption or ``scontrol requeue``. A worker
-dies of USR1/USR2 (their default action) or of SIGTERM, and the training process then fails with
-``DataLoader worker (pid N) is killed by signal`` before it can save its requeue checkpoint
-(:mod:`lipnet_pl.engine.requeue`). So every worker (train and validation: the validation ones
-are forked in the sanity check, before the training process installs its own handlers)
+dies of USR1/USR2 (their default action) or of SIGTERM (PyTorch's worker handler re-raises one
+that its parent did not send), and the training process then fails with ``DataLoader worker
+(pid N) is killed by signal`` before it can save its requeue checkpoint
+(:mod:`lipnet_pl.engine.requeue`). So every worker (train and validation: validation workers
+are started at the first validation, often right when a stop arrives)
 
-* ignores SIGUSR1 and SIGUSR2;
-* obeys SIGTERM only from its parent: PyTorch terminates a worker that does not exit within its
-  shutdown timeout, and ``multiprocessing`` terminates daemonic workers at interpreter exit, so
-  a worker that ignored SIGTERM from everyone could hang its parent's exit. SIGTERM is blocked
-  and a thread reads the sender (``sigwaitinfo``); a SIGTERM from anyone else is dropped.
+* starts with the three signals blocked (:func:`worker_context`: the loaders' multiprocessing
+  context blocks them in the forking thread around ``Process.start``), so one that arrives
+  before its ``worker_init_fn`` runs waits instead of killing it;
+* then ignores SIGUSR1 and SIGUSR2 (a pending one is discarded);
+* obeys SIGTERM only from its parent and then exits 0, as PyTorch's own worker handler does
+  (the parent terminates its workers when it shuts them down and at interpreter exit, and its
+  SIGCHLD check reports a worker that died of a signal as a crash). SIGTERM stays blocked and a
+  thread reads the sender (``sigwaitinfo``); a SIGTERM from anyone else is dropped.
 
 Lightning's own worker seeding (``seed_everything(workers=True)``) is chained: Lightning adds it
 only to loaders without a ``worker_init_fn``.
@@ -19,6 +23,8 @@ only to loaders without a ``worker_init_fn``.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import threading
@@ -27,28 +33,49 @@ SCHEDULER_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
 
 def _obey_parent_only(parent: int) -> None:
-    """Wait for blocked SIGTERMs; die of the one the parent sends, drop the others."""
+    """Wait for blocked SIGTERMs; exit 0 on the one the parent sends (or once orphaned), drop
+    the others."""
     while True:
         info = signal.sigwaitinfo({signal.SIGTERM})
         if info.si_pid == parent or os.getppid() != parent:
-            # the disposition is SIG_DFL (set in the main thread): unblocked here, the signal
-            # ends the process as it would have without this thread
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-            return
+            os._exit(0)  # PyTorch's worker SIGTERM handler does the same: not a crash
 
 
 def leave_signals_to_parent() -> None:
     """In a worker process: USR1/USR2 ignored, SIGTERM honoured from the parent only."""
     for sig in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
-    if not hasattr(signal, "sigwaitinfo"):  # macOS: SIGTERM keeps its default action
+    if not hasattr(signal, "sigwaitinfo"):  # macOS: PyTorch's SIGTERM handler stays
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SCHEDULER_SIGNALS)
         return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not an inherited Python handler
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # a loader of another context
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not PyTorch's handler, not a Python one
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1, signal.SIGUSR2})
     threading.Thread(
         target=_obey_parent_only, args=(os.getppid(),), name="sigterm-from-parent", daemon=True
     ).start()
+
+
+class _BlockedStartProcess(multiprocessing.context.Process):
+    """A process of the default start method that is born with the scheduler signals blocked
+    (a child inherits the forking thread's signal mask, across exec too)."""
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, SCHEDULER_SIGNALS)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _WorkerContext(multiprocessing.context.DefaultContext):
+    Process = _BlockedStartProcess
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The ``multiprocessing_context`` of the project's loaders (workers start with the
+    scheduler signals blocked until :func:`leave_signals_to_parent`)."""
+    return _WorkerContext(multiprocessing.get_context())
 
 
 class WorkerInit:
