@@ -209,3 +209,4 @@ def test_openvino_backend_refuses_a_gpu_and_a_missing_package_in_one_line(
         "backend=openvino: openvino is not installed: pip install 'lipnet_pl[openvino]' "
         "(openvino, nncf)"
     )
+    assert list(tmp_path.iterdir()) == []  # both refused before exporting the checkpoint

@@ -19,7 +19,7 @@ import torch
 from lipnet_pl.core.loader import LoadedModel
 from lipnet_pl.core.model_export import export_onnx
 from lipnet_pl.core.onnx_runtime import OnnxRuntimeNet, write_spec
-from lipnet_pl.core.openvino_runtime import OpenVinoNet
+from lipnet_pl.core.openvino_runtime import OpenVinoNet, import_openvino
 from lipnet_pl.errors import UserError
 from lipnet_pl.models.fastpath import fold_batchnorm
 
@@ -49,18 +49,24 @@ def select_backend(
             f"backend=torch cannot run the ONNX file {loaded.source}: pass the training .ckpt or a "
             "save_pretrained folder, or use backend=onnxruntime"
         )
+    if backend == "openvino":  # before the export: a refusal costs no export
+        _check_openvino(device)
     path = Path(loaded.source)
     if loaded.format != "onnx":
         path = to_onnx(loaded, Path(work_dir) / "model.onnx")
     if backend == "onnxruntime":
         return LoadedModel(OnnxRuntimeNet(path, device=str(device)), loaded.spec, str(path), "onnx")
+    return LoadedModel(OpenVinoNet(path), loaded.spec, str(path), "onnx")
+
+
+def _check_openvino(device: str | torch.device) -> None:
+    """One line when ``backend=openvino`` cannot run here: a GPU device, or no openvino."""
     if torch.device(device).type != "cpu":
         raise UserError(
             f"backend=openvino runs on the CPU, not {device}: set device=cpu (predict) or "
             "trainer=cpu (eval), or use backend=onnxruntime"
         )
     try:
-        net = OpenVinoNet(path)
+        import_openvino()
     except RuntimeError as err:  # openvino not installed
         raise UserError(f"backend=openvino: {err}") from None
-    return LoadedModel(net, loaded.spec, str(path), "onnx")
