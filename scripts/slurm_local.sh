@@ -37,7 +37,9 @@ install() {
 
 configure() {
     local cpus mem_mb
-    cpus=$(nproc)
+    # the CPUs this machine gives us: nproc without the OpenMP limits it would honour
+    # (OMP_NUM_THREADS=1 in the caller's shell would make a 1-CPU node that never runs DDP jobs)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     mem_mb=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
     mkdir -p "$CONF_DIR" "$RUN" "$LOG" "$SPOOL/ctld" "$SPOOL/d" /run/munge /var/lib/munge /var/log/munge
     chown munge:munge /run/munge /var/lib/munge /var/log/munge

@@ -15,7 +15,7 @@ PROGRAM = textwrap.dedent(
     """
     import os, signal, subprocess, time
     from torch.utils.data import DataLoader
-    from lipnet_pl.data.workers import WorkerInit
+    from lipnet_pl.data.workers import WorkerInit, worker_context
 
 
     def settled(pid):
@@ -30,8 +30,10 @@ PROGRAM = textwrap.dedent(
         return status["State"].split()[0] in ("Z", "X") or pending == 0
 
 
+    # as the project's loaders are built (LIPDataModule): workers born with the signals blocked
     loader = DataLoader(list(range(100)), batch_size=1, num_workers=2,
-                        persistent_workers=True, worker_init_fn=WorkerInit())
+                        persistent_workers=True, worker_init_fn=WorkerInit(),
+                        multiprocessing_context=worker_context())
     it = iter(loader)
     next(it)
     pids = [w.pid for w in it._workers]
