@@ -14,7 +14,8 @@ STAMP_MIN := $(VENV_MIN)/.installed
 PYTEST_ARGS ?=
 # make test runs the suite on this many pytest-xdist workers: the end-to-end tests wait on
 # subprocesses, schedulers and sleeps, so two workers keep both cores busy on a 2-core machine.
-# TEST_WORKERS=0 runs it in one process (pytest-xdist's -n 0).
+# Each worker and the commands it starts get their share of the cores as torch threads
+# (tests/conftest.py). TEST_WORKERS=0 runs it in one process (pytest-xdist's -n 0).
 TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help

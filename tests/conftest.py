@@ -3,6 +3,7 @@ way to run the real commands, so every test module reads like a specification.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,23 @@ from lipnet_pl.data.synthetic import generate
 from tiny import TINY_NET_CONFIG, run_command, tiny_train_overrides
 
 E2E = Path(__file__).parent / "e2e"
+
+# pytest-xdist (``make test`` runs TEST_WORKERS processes): each worker, and every command it
+# starts, gets its share of the cores, as torch/OpenMP threads and as Inductor's compile workers.
+# Two workers of two threads each on two cores spent much of their CPU time in OpenMP's
+# spin-waits for descheduled threads (the suite took 1.45x as long).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    _THREADS = max(1, len(os.sched_getaffinity(0)) // _WORKERS)
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", str(_THREADS))
+    torch.set_num_threads(_THREADS)
 # Lightning binds a logging.StreamHandler to sys.stderr when first imported. Imported here, that
 # is pytest's session-long capture; first imported inside a test under capsys, it would be that
 # test's stream, closed afterwards ("--- Logging error --- I/O operation on closed file").
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     """Tests under ``tests/e2e/`` are end-to-end by folder (marker ``e2e``), never by hand.
 

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tiny import TINY_NET
+from tiny import TINY_NET, start_command
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
-ENV = {**os.environ, "WANDB_MODE": "offline"}
 
 
 def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
@@ -29,7 +26,7 @@ def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
         if value:
             return value
         if proc.poll() is not None:
-            pytest.fail(f"the sweep ended before {what}: {proc.stderr.read()[-3000:]}")
+            pytest.fail(f"the sweep ended before {what}: {proc.communicate()[1][-3000:]}")
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
 
@@ -74,34 +71,15 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 def test_slurm_sweep_with_a_ddp_job_requeued_mid_way(slurm, tmp_path, lip_root):
     sweep = tmp_path / "sweep"
     # the uninterrupted 2-process run to compare weights with (Lightning spawns it; no SLURM),
-    # started now: it runs while the sweep waits on the scheduler
+    # started now: it runs while the sweep waits on the scheduler. Both commands run as users run
+    # them, in children of the preloaded interpreter (tiny.start_command: no 3-5 s of imports
+    # each); the SLURM jobs and Lightning's second rank are fresh interpreters.
     plain = tmp_path / "uninterrupted"
-    straight_run = subprocess.Popen(
-        [sys.executable, "-m", "lipnet_pl.train", "trainer=ddp_sim", *_overrides(lip_root)]
-        + [f"hydra.run.dir={plain}"],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
+    straight_run = start_command(
+        "train", ["trainer=ddp_sim", *_overrides(lip_root), f"hydra.run.dir={plain}"], ROOT
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lipnet_pl.train",
-            "-m",
-            "hydra/launcher=slurm",
-            f"hydra.sweep.dir={sweep}",
-            "trainer=cpu,ddp_sim",
-            *_overrides(lip_root),
-        ],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    sweep_args = ["-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep}", "trainer=cpu,ddp_sim"]
+    proc = start_command("train", [*sweep_args, *_overrides(lip_root)], ROOT)
     try:
         ddp = sweep / "trainer=ddp_sim"
         _wait_for((ddp / "checkpoints" / "last-step.ckpt").exists, 400, "a DDP checkpoint", proc)
