@@ -11,6 +11,19 @@ import pytest
 SLURM_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "slurm_local.sh"
 
 
+def pytest_runtest_setup(item):
+    """Under ``--dist loadgroup`` a SLURM test runs only in the worker of the ``slurm`` group
+    (tests/conftest.py): two workers would start and stop the one local SLURM under each other,
+    and their jobs would queue behind each other's. pytest-xdist drops a group silently (a mark
+    added after its own collection hook, pytest-xdist#1386), so the test fails instead."""
+    if (
+        item.get_closest_marker("slurm")
+        and getattr(item.config.option, "loadgroup", False)
+        and not item.nodeid.endswith("@slurm")
+    ):
+        pytest.fail(f"{item.nodeid}: not in the xdist group 'slurm' (see tests/conftest.py)")
+
+
 @pytest.fixture(scope="session")
 def slurm():
     """SLURM up for the session (installed and started by scripts/slurm_local.sh as root),

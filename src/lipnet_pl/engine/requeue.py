@@ -70,6 +70,24 @@ def _requeue_pending(job_id: str) -> bool:
     return found is not None and int(found.group(1)) > restart_count()
 
 
+def _ask_requeue(job_id: str) -> bool:
+    """``scontrol requeue``: whether SLURM requeues the job.
+
+    The requeue SIGTERMs every process of the job, scontrol itself too when it has not exited by
+    then (it died of it and the run reported a failed requeue that had happened): scontrol runs
+    with SIGTERM blocked (a child inherits the mask), and one that failed anyway counts when the
+    job's restart count went up."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    if done.returncode == 0 or _requeue_pending(job_id):
+        return True
+    log.warning("scontrol requeue %s failed (%s): %s", job_id, done.returncode, done.stderr.strip())
+    return False
+
+
 class SlurmRequeue(Callback):
     """Checkpoint and stop on a SLURM warning or termination signal; see the module doc."""
 
@@ -120,9 +138,6 @@ class SlurmRequeue(Callback):
             if received == signal.SIGTERM:
                 requeued = _requeue_pending(job_id)
             else:
-                done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True)
-                requeued = done.returncode == 0
-                if not requeued:
-                    log.warning("scontrol requeue %s failed: %s", job_id, done.stderr.strip())
+                requeued = _ask_requeue(job_id)
         requeued = bool(trainer.strategy.broadcast(requeued, src=0))  # every rank exits alike
         raise Requeued(str(path), int(trainer.global_step), requeued)
