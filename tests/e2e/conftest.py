@@ -15,7 +15,8 @@ def pytest_runtest_setup(item):
     """Under ``--dist loadgroup`` a SLURM test runs only in the worker of the ``slurm`` group
     (tests/conftest.py): two workers would start and stop the one local SLURM under each other,
     and their jobs would queue behind each other's. pytest-xdist drops a group silently (a mark
-    added after its own collection hook, pytest-xdist#1386), so the test fails instead."""
+    added after its collection hook read the marks; pytest 9.2, pytest-xdist#1386), so the test
+    fails instead."""
     if (
         item.get_closest_marker("slurm")
         and getattr(item.config.option, "loadgroup", False)

@@ -1,8 +1,8 @@
 """``scontrol requeue`` from the training process (lipnet_pl.engine.requeue): SLURM's requeue
 SIGTERMs every process of the job, the scontrol that asked for it too when it has not exited by
-then. Seen on the real SLURM (tests/e2e/test_slurm_recipe.py, once in five suite runs here): scontrol
-died of it and the run printed "scontrol requeue failed" and "error: terminated" for a requeue
-that had happened. Here a stand-in ``scontrol`` on PATH does what SLURM does to it."""
+then. Seen on the real SLURM (tests/e2e/test_slurm_recipe.py, once in five suite runs here):
+scontrol died of it and the run printed "scontrol requeue failed" and "error: terminated" for a
+requeue that had happened. Here a stand-in ``scontrol`` on PATH does what SLURM does to it."""
 
 from __future__ import annotations
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny import TINY_NET, start_command
+from tiny import TINY_NET, Started, start_command
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS_PER_EPOCH = 6, 4  # 8 train images, global batch 2
 
 
-def _wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen):
+def _wait_for(predicate, timeout: float, what: str, proc: Started):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -36,7 +36,7 @@ def _squeue_state(job_id: str) -> str:
     return out.stdout.strip()
 
 
-def _requeue(job_id: str, proc: subprocess.Popen) -> None:
+def _requeue(job_id: str, proc: Started) -> None:
     """``scontrol requeue``, then release the job at once (SLURM holds a requeued job ~2 min)."""
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     _wait_for(lambda: _squeue_state(job_id) == "PENDING", 120, "the requeued job to pend", proc)
