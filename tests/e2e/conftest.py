@@ -25,15 +25,50 @@ def pytest_runtest_setup(item):
         pytest.fail(f"{item.nodeid}: not in the xdist group 'slurm' (see tests/conftest.py)")
 
 
-@pytest.fixture(scope="session")
+class _LocalSlurm:
+    """The local SLURM this process started (if any), stopped after its last SLURM test."""
+
+    started_here = False
+    stopping: subprocess.Popen | None = None
+
+    @classmethod
+    def wait_stopped(cls) -> None:
+        if cls.stopping is not None:
+            out, _ = cls.stopping.communicate(timeout=120)
+            failed, cls.stopping = cls.stopping.returncode != 0, None
+            if failed:
+                raise RuntimeError(f"{SLURM_SCRIPT} stop failed: {out[-2000:]}")
+
+
+@pytest.fixture
 def slurm():
-    """SLURM up for the session (installed and started by scripts/slurm_local.sh as root),
-    stopped at the end when this fixture started it."""
+    """SLURM up (installed and started by scripts/slurm_local.sh as root when not running). One
+    this process started is stopped after its last SLURM test, in the background, so its
+    daemons' 2-3 s of shutting down overlap the tests that follow."""
+    _LocalSlurm.wait_stopped()
     running = subprocess.run([SLURM_SCRIPT, "status"], capture_output=True).returncode == 0
     if not running:
         if os.geteuid() != 0:
             pytest.skip("a local SLURM needs root to install and start (scripts/slurm_local.sh)")
         subprocess.run([SLURM_SCRIPT, "start"], check=True, timeout=900)
+        _LocalSlurm.started_here = True
     yield
-    if not running:
-        subprocess.run([SLURM_SCRIPT, "stop"], check=True, timeout=120)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own fixtures are torn down
+def pytest_runtest_teardown(item, nextitem):
+    last = nextitem is None or not nextitem.get_closest_marker("slurm")
+    if item.get_closest_marker("slurm") and last and _LocalSlurm.started_here:
+        _LocalSlurm.started_here = False
+        _LocalSlurm.stopping = subprocess.Popen(
+            [SLURM_SCRIPT, "stop"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+
+
+def pytest_sessionfinish(session):
+    """The SLURM stop started after the last SLURM test has ended before the session does."""
+    _LocalSlurm.wait_stopped()

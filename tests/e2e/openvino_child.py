@@ -104,7 +104,7 @@ def test_openvino_failing_on_this_cpu_is_a_row_saying_why(monkeypatch, tmp_path)
     assert row.rounds == 0 and not row.ok
 
 
-def test_the_bench_writes_openvino_fp32_and_int8_rows_of_a_model(tmp_path):
+def test_the_bench_writes_openvino_fp32_and_int8_rows_of_a_model(tmp_path, smaller_lipnet):
     overrides = [
         "models=[lipnet]", "size=64", "device=cpu", "cpu.min_rounds=2", "cpu.max_rounds=2",
         "cpu.warmup=0", "cpu.compile=[]", "cpu.batch_sizes=[1]", "onnxruntime.int8=[]",
