@@ -31,6 +31,9 @@ from tiny import TINY_LIPNET_KWARGS, built_once
 pytestmark = [
     pytest.mark.slow,  # one ONNX export (~15 s on 2 cores)
     pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning"),
+    # one pytest-xdist worker runs the module: its export is built once, not waited for by the
+    # other worker (xdist starts the larger groups first)
+    pytest.mark.xdist_group("onnx_runtime"),
 ]
 
 
