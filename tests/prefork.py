@@ -7,6 +7,9 @@ hundred such commands. The forked child gets what ``python -m`` would give it (a
 directory first on ``sys.path``, environment, stdin/stdout/stderr, its own pid, exit status or
 death by signal, atexit handlers at exit) and then runs the module as ``__main__``.
 
+Under pytest-xdist the workers of a run share one server (the first to need it starts it; it
+exits with the run's controller): its imports cost ~7 s of CPU, once.
+
 What it cannot give: import-time behaviour (an import error, a library that reads the
 environment when it is imported). Tests of those run a fresh interpreter themselves
 (``tests/e2e/test_imports.py``, the packaging tests), and ``LIPNET_TESTS_FRESH_PYTHON=1`` makes
@@ -21,6 +24,7 @@ import atexit
 import json
 import os
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -97,8 +101,9 @@ def _run_child(module: str, args: list[str], cwd: str, env: dict[str, str]) -> N
 
 
 # -------------------------------------------------------------------------------- the server
-def serve(path: str) -> None:
-    """Accept one request per connection, fork, answer the pid, then the exit status."""
+def serve(path: str, watch_pid: int | None = None) -> None:
+    """Accept one request per connection, fork, answer the pid, then the exit status; with
+    ``watch_pid``, exit (removing the socket) once that process is gone."""
     import importlib
 
     for name in PRELOAD:
@@ -108,13 +113,23 @@ def serve(path: str) -> None:
     listener.listen(64)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # whoever started it may stop reading
     children: dict[int, socket.socket] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    checked = time.monotonic()
     while True:
+        if watch_pid is not None and time.monotonic() - checked > 1.0:
+            checked = time.monotonic()
+            if not _alive(watch_pid):  # the run is over: its folder goes too
+                shutil.rmtree(Path(path).parent, ignore_errors=True)
+                os._exit(0)
         for _ in selector.select(timeout=0.02):
             conn, _ = listener.accept()
             request, fds = _receive(conn)
+            if request is None:  # a client checking that the server is up
+                conn.close()
+                continue
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
@@ -147,8 +162,20 @@ def serve(path: str) -> None:
                 conn.close()
 
 
-def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _receive(conn: socket.socket) -> tuple[dict | None, list[int]]:
     data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+    if not data:
+        return None, fds
     size = int.from_bytes(data[:8], "little")
     while len(data) < 8 + size:
         data += conn.recv(1 << 20)
@@ -162,16 +189,11 @@ class _Server:
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="lipnet-prefork-")
         self.path = str(Path(self.dir) / "socket")
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, self.path],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        if self.process.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"the prefork server did not start (exit {self.process.wait()})")
+        self.process = _start_server(self.path)
         atexit.register(self.stop)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def stop(self) -> None:
         self.process.kill()
@@ -180,7 +202,60 @@ class _Server:
         os.rmdir(self.dir)
 
 
-_server: _Server | None = None
+class _SharedServer:
+    """One server for all pytest-xdist workers of a run (``PYTEST_XDIST_TESTRUNUID``): the first
+    worker to need it starts it, in a session of its own; it exits once the run's controller
+    (the workers' parent) is gone. Each worker's own server cost ~7 s of CPU in imports."""
+
+    def __init__(self, run_id: str) -> None:
+        from filelock import FileLock  # a dependency of torch
+
+        root = Path(tempfile.gettempdir()) / f"lipnet-prefork-{run_id[:16]}"
+        self.path = str(root / "socket")
+        root.mkdir(exist_ok=True)
+        with FileLock(str(root / "lock")):
+            if not self.alive():
+                Path(self.path).unlink(missing_ok=True)
+                _start_server(self.path, watch_pid=os.getppid(), new_session=True)
+
+    def alive(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)  # the server forks nothing for a connection without fds
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+
+def _start_server(path: str, watch_pid: int | None = None, new_session: bool = False):
+    command = [sys.executable, __file__, path, *([str(watch_pid)] if watch_pid else [])]
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=new_session,
+    )
+    if process.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"the prefork server did not start (exit {process.wait()})")
+    process.stdout.close()
+    return process
+
+
+_server: _Server | _SharedServer | None = None
+
+
+def server_path() -> str:
+    """The socket of this process's server, started (or, under pytest-xdist, found) on first
+    use."""
+    global _server
+    if _server is None or not _server.alive():
+        run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        _server = _SharedServer(run_id) if run_id else _Server()
+    return _server.path
 
 
 def run(
@@ -199,9 +274,7 @@ def run(
             command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL, start_new_session=new_session,
         )  # fmt: skip
-    global _server
-    if _server is None or _server.process.poll() is not None:
-        _server = _Server()
+    path = server_path()
     request = dict(module=module, args=list(args), cwd=str(cwd), env=dict(env))
     request["new_session"] = new_session
     payload = json.dumps(request).encode()
@@ -210,7 +283,7 @@ def run(
     null = os.open(os.devnull, os.O_RDONLY)
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(_server.path)
+        conn.connect(path)
         socket.send_fds(conn, [len(payload).to_bytes(8, "little") + payload], [null, out_w, err_w])
     finally:
         for fd in (null, out_w, err_w):
@@ -254,4 +327,4 @@ def _read_until_eof(fds: list[int], deadline: float) -> list[bytes] | None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -115,12 +115,11 @@ class Started:
             )  # fmt: skip
             self.pid = self._popen.pid
             return
-        if prefork._server is None or prefork._server.process.poll() is not None:
-            prefork._server = prefork._Server()  # what prefork.run does on first use
+        path = prefork.server_path()
         request = dict(module=module, args=list(args), cwd=str(cwd), env=dict(env))
         payload = json.dumps({**request, "new_session": False}).encode()
         self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._conn.connect(prefork._server.path)
+        self._conn.connect(path)
         null = os.open(os.devnull, os.O_RDONLY)
         try:
             fds = [null, self._out.fileno(), self._err.fileno()]
