@@ -61,6 +61,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
         if item.get_closest_marker("slurm"):
             item.add_marker(pytest.mark.xdist_group("slurm"))
+    # modules with slow tests first (each module's tests stay together, in their order):
+    # pytest-xdist hands out tests in this order, so the workers end on quick ones, together
+    slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in slow)
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,14 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 import prefork
 
 CHILD = Path(__file__).with_name("openvino_child.py")
 
 
+@pytest.mark.slow
 def test_openvino_rows_in_a_process_of_their_own(tmp_path):
     """The child pytest runs in a process forked from the preloaded interpreter (tests/prefork.py:
     ``python -m pytest`` without its ~5 s of torch and Lightning imports)."""
