@@ -154,17 +154,18 @@ def random_ckpt(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def smaller_lipnet(monkeypatch) -> dict:
-    """The bench's ``lipnet`` (``models=[lipnet]``) at tiny widths with one unit per stage: its
-    code paths, fewer layers. The pt2e row compiles a C++ kernel per fused layer (~0.7 s each
-    on 2 cores), and every other row exports, quantizes or trains it. Returns its config."""
+    """The bench's ``lipnet`` (``models=[lipnet]``) in three one-unit stages: its code paths,
+    fewer layers (``tiny.SHALLOW_LIPNET_KWARGS``). The pt2e row compiles a C++ kernel per fused
+    layer (~0.7 s each on 2 cores), and every other row exports, quantizes or trains it.
+    Returns its config."""
     from lipnet_pl.benchmark import suite
-    from tiny import TINY_LIPNET_KWARGS
+    from tiny import SHALLOW_LIPNET_KWARGS
 
     real = suite.model_config
 
     def model_config(name, num_classes=20, **kwargs):
         net = real(name, num_classes, **kwargs)
-        return {**net, **TINY_LIPNET_KWARGS, "units_per_stage": 1} if name == "lipnet" else net
+        return {**net, **SHALLOW_LIPNET_KWARGS} if name == "lipnet" else net
 
     monkeypatch.setattr(suite, "model_config", model_config)
     return model_config("lipnet")

@@ -8,18 +8,17 @@ import torch
 from torch.export import Dim
 
 from lipnet_pl.models import LIPNet
-from tiny import TINY_LIPNET_KWARGS
+from tiny import SHALLOW_LIPNET_KWARGS
 
 SIZE = (64, 64)
 
 
 @pytest.fixture(scope="module")
 def net() -> LIPNet:
-    """LIP-Net's code paths (stem, SE units, pools, ASPP with image pooling, decoder, head) at
-    tiny widths and one unit per stage: Inductor compiles a C++ kernel per fused layer (~0.7 s
-    each on 2 cores), and the paper's 12 units add kernels, not code paths."""
+    """LIP-Net's code paths in three one-unit stages: Inductor compiles a C++ kernel per fused
+    layer (~0.7 s each on 2 cores), and the paper's 12 units add kernels, not code paths."""
     torch.manual_seed(0)
-    return LIPNet(**TINY_LIPNET_KWARGS, units_per_stage=1).eval()
+    return LIPNet(**SHALLOW_LIPNET_KWARGS).eval()
 
 
 def _eager(net, x):

@@ -13,19 +13,11 @@ from lipnet_pl.core.onnx_runtime import write_spec
 from lipnet_pl.errors import CheckpointError, UserError
 from lipnet_pl.exporting.export import resolve_check_size
 from lipnet_pl.models import build_model
-from tiny import TINY_NET_CONFIG
+from tiny import SHALLOW_LIPNET_KWARGS, TINY_NET_CONFIG
 
 # The checks read only the graph's input and output sizes: a LIP-Net of three one-unit stages
 # exports in about half the time of the tiny one (torch.export's cost grows with the node count).
-SHALLOW_NET_CONFIG = {
-    **TINY_NET_CONFIG,
-    "widths": [8, 8, 16],
-    "dilations": [1, 1, 2],
-    "units_per_stage": 1,
-    "pool_after": [1, 2],
-    "skip_stage": 2,
-    "aspp_rates": [2],
-}
+SHALLOW_NET_CONFIG = {**TINY_NET_CONFIG, **SHALLOW_LIPNET_KWARGS}
 
 
 def static_onnx(path, num_classes: int, size: tuple[int, int]):

@@ -27,6 +27,19 @@ TINY_LIPNET_KWARGS = dict(
 )
 """``build_model("lipnet", **TINY_LIPNET_KWARGS)``: a narrow LIP-Net."""
 
+SHALLOW_LIPNET_KWARGS = dict(
+    TINY_LIPNET_KWARGS,
+    widths=[8, 8, 16],
+    dilations=[1, 1, 2],
+    units_per_stage=1,
+    pool_after=[1, 2],
+    skip_stage=2,
+    aspp_rates=[2],
+)
+"""LIP-Net's code paths (stem, SE units, pools, ASPP with image pooling, decoder with its skip,
+head) in three one-unit stages: for tests whose cost grows with the layer count (torch.export,
+ONNX export, Inductor's C++ kernels, ~0.7 s each on 2 cores), not with the widths."""
+
 TINY_NET_CONFIG = dict(name="lipnet", num_classes=20, **TINY_LIPNET_KWARGS)
 """The tiny LIP-Net as a ``model.net`` config / ``ModelSpec.net``."""
 
