@@ -212,11 +212,12 @@ class _SharedServer:
 
         root = Path(tempfile.gettempdir()) / f"lipnet-prefork-{run_id[:16]}"
         self.path = str(root / "socket")
+        self.started: subprocess.Popen | None = None  # held: it outlives this worker's use
         root.mkdir(exist_ok=True)
         with FileLock(str(root / "lock")):
             if not self.alive():
                 Path(self.path).unlink(missing_ok=True)
-                _start_server(self.path, watch_pid=os.getppid(), new_session=True)
+                self.started = _start_server(self.path, watch_pid=os.getppid(), new_session=True)
 
     def alive(self) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
